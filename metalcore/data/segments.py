@@ -1,0 +1,86 @@
+"""Segments: (track, start sample) windows over cached audio, computed from durations alone.
+
+Validation and test use a fixed grid of windows spread over each track; training draws fresh random
+crops every epoch. Changing the segment length never re-decodes anything, it only changes these
+numbers. Indices are NumPy arrays, not Python lists, so DataLoader workers share them cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def grid(frames: np.ndarray, length: int, per_track: int) -> np.ndarray:
+    """``per_track`` windows of ``length`` spread evenly over each track: ``(n, 2)`` rows of (track, start).
+
+    A track shorter than ``length`` contributes windows at 0 (padded when read).
+    """
+    room = np.maximum(np.asarray(frames, dtype=np.int64) - length, 0)
+    steps = np.linspace(0.0, 1.0, per_track) if per_track > 1 else np.zeros(1)
+    starts = np.rint(room[:, None] * steps[None, :]).astype(np.int64)
+    tracks = np.repeat(np.arange(len(room)), per_track)
+    return np.stack([tracks, starts.ravel()], axis=1)
+
+
+class RandomCrops(Sampler):
+    """``per_track`` random windows from every track, shuffled, new ones each epoch.
+
+    The crops of epoch ``e`` depend only on ``(seed, e)``: Lightning calls ``set_epoch`` each epoch,
+    and each pass also advances the epoch so plain loops draw new crops too.
+    """
+
+    def __init__(self, frames: np.ndarray, length: int, per_track: int, seed: int) -> None:
+        self.room = np.maximum(np.asarray(frames, dtype=np.int64) - length, 0)
+        self.per_track, self.seed, self.epoch = per_track, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.room) * self.per_track
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        tracks = rng.permutation(np.repeat(np.arange(len(self.room)), self.per_track))
+        starts = (rng.random(len(tracks)) * (self.room[tracks] + 1)).astype(np.int64)
+        return iter(zip(tracks.tolist(), starts.tolist()))
+
+
+class SegmentDataset(Dataset):
+    """Reads a window of a cached track: key ``(track, start)`` -> ``(audio [C, length], label, track)``.
+
+    Only paths and sizes are pickled into workers; each worker opens the memory maps it touches.
+    """
+
+    def __init__(self, paths: np.ndarray, frames: np.ndarray, labels: np.ndarray, channels: int,
+                 length: int) -> None:
+        self.paths = np.asarray(paths, dtype=str)
+        self.frames = np.asarray(frames, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.channels, self.length = channels, length
+        self._maps: dict[int, np.memmap] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _map(self, track: int) -> np.memmap:
+        if track not in self._maps:
+            self._maps[track] = np.memmap(self.paths[track], dtype=np.int16, mode="r",
+                                          shape=(int(self.frames[track]), self.channels))
+        return self._maps[track]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        track, start = key
+        window = np.zeros((self.length, self.channels), dtype=np.float32)
+        chunk = self._map(track)[start:start + self.length]
+        window[:len(chunk)] = chunk
+        window *= 1.0 / 32768.0
+        return torch.from_numpy(window.T.copy()), int(self.labels[track]), int(track)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}

@@ -1,0 +1,69 @@
+"""Scores for clips and for whole tracks, the way the study reported them and the way it should have.
+
+The study's figures are weighted averages over clips; we report those, their macro averages, AUROC
+and the confusion matrix, and the same again per track after pooling each track's clip
+probabilities. AUROC is undefined when a split holds one class only; it is then reported as NaN
+rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score,
+                                         MulticlassPrecision, MulticlassRecall)
+
+
+class SafeAUROC(MulticlassAUROC):
+    """Macro AUROC that yields NaN instead of an error or a misleading 0 when a class is absent."""
+
+    def compute(self) -> torch.Tensor:
+        target = torch.cat(self.target) if isinstance(self.target, list) else self.target
+        if target.numel() == 0 or torch.unique(target).numel() < self.num_classes:
+            return torch.tensor(float("nan"), device=target.device)
+        return super().compute()
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, precision, recall and F1 (macro and weighted) and macro AUROC, on probabilities."""
+    kw = {"num_classes": num_classes}
+    return MetricCollection({
+        "acc": MulticlassAccuracy(average="micro", **kw),
+        "precision": MulticlassPrecision(average="macro", **kw),
+        "recall": MulticlassRecall(average="macro", **kw),
+        "f1": MulticlassF1Score(average="macro", **kw),
+        "precision_weighted": MulticlassPrecision(average="weighted", **kw),
+        "recall_weighted": MulticlassRecall(average="weighted", **kw),
+        "f1_weighted": MulticlassF1Score(average="weighted", **kw),
+        "auroc": SafeAUROC(**kw),
+    })
+
+
+class TrackPooling(Metric):
+    """Collects clip probabilities with their track index; ``compute`` averages them per track.
+
+    States are concatenated across processes, so pooling is correct under DDP too.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("tracks", default=[], dist_reduce_fx="cat")
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor, tracks: torch.Tensor) -> None:
+        self.probs.append(probs.float())
+        self.labels.append(labels)
+        self.tracks.append(tracks)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(track ids, mean probabilities [n, classes], labels)`` for each track seen."""
+        tracks, probs, labels = (torch.cat(x) if isinstance(x, list) else x
+                                 for x in (self.tracks, self.probs, self.labels))
+        ids, inverse = torch.unique(tracks, return_inverse=True)
+        sums = torch.zeros(len(ids), probs.shape[1], device=probs.device).index_add_(0, inverse, probs)
+        counts = torch.zeros(len(ids), device=probs.device).index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float))
+        track_labels = torch.zeros(len(ids), dtype=labels.dtype, device=labels.device).scatter_(0, inverse, labels)
+        return ids, sums / counts[:, None], track_labels

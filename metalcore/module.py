@@ -1,0 +1,133 @@
+"""The LightningModule: Mel front-end + network + losses + clip- and track-level metrics.
+
+The front-end and the network come in built (from Hydra config or from a checkpoint); this module
+only knows what a genre classifier learns and how it is scored. ``spec`` records everything needed
+to rebuild it from the checkpoint alone (class names, sample rate, front-end and network configs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from metalcore.metrics import TrackPooling, classification_metrics
+from metalcore.plots import confusion_figure, spectrogram_image
+
+HELD_OUT = ("val", "test")
+
+
+class GenreClassifier(LightningModule):
+    """Raw audio ``(batch, channels, samples)`` -> class logits, trained with cross-entropy."""
+
+    def __init__(self, frontend: nn.Module, net: nn.Module, classes: list[str],
+                 optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+                 scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+                 spec: dict | None = None, spectrogram_images: int = 4) -> None:
+        super().__init__()
+        self.save_hyperparameters("classes", "spec", logger=False)
+        self.frontend, self.net = frontend, net
+        self.classes = list(classes)
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.spectrogram_images = spectrogram_images
+        n = len(self.classes)
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
+        self.track_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
+        self.pooling = nn.ModuleDict({s: TrackPooling() for s in HELD_OUT})
+        self.confusion = nn.ModuleDict({level: MulticlassConfusionMatrix(n) for level in ("clip", "track")})
+        self.results: dict[str, Any] = {}
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, samples)`` -> logits ``(batch, classes)``."""
+        return self.net(self.frontend(audio))
+
+    # -- steps -----------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        audio, labels, _ = batch
+        logits = self(audio).float()
+        loss = F.cross_entropy(logits, labels)
+        self.train_acc(logits.argmax(-1), labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
+        audio, labels, tracks = batch
+        spec = self.frontend(audio)
+        logits = self.net(spec).float()
+        probs = logits.softmax(-1)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True,
+                 batch_size=len(labels), sync_dist=True)
+        self.clip_metrics[stage].update(probs, labels)
+        self.pooling[stage].update(probs, labels, tracks)
+        if stage == "test":
+            self.confusion["clip"].update(probs, labels)
+        if batch_idx == 0 and stage == "val" and self.current_epoch == 0 and not self.trainer.sanity_checking:
+            self._log_spectrograms(spec, labels)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._held_out_step(batch, "val", batch_idx)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._held_out_step(batch, "test", batch_idx)
+
+    # -- epoch ends ------------------------------------------------------------------------------
+    def _score(self, stage: str) -> dict[str, dict[str, float]]:
+        clip = {k: float(v) for k, v in self.clip_metrics[stage].compute().items()}
+        _, track_probs, track_labels = self.pooling[stage].compute()
+        track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
+        for metric in (self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
+            metric.reset()
+        scores = {**{f"{stage}/{k}": v for k, v in clip.items()},
+                  **{f"{stage}/track_{k}": v for k, v in track.items()}}
+        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, prog_bar=False)
+        if stage == "test":
+            self.confusion["track"].update(track_probs, track_labels)
+        return {"clip": clip, "track": track}
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._score("test")
+        for level, metric in self.confusion.items():
+            matrix = metric.compute().cpu().numpy()
+            metric.reset()
+            scores[level]["confusion"] = matrix.tolist()
+            self._log_figure(f"test/confusion_{level}", confusion_figure(matrix, self.classes, f"test, per {level}"))
+        self.results = scores
+
+    # -- TensorBoard extras ----------------------------------------------------------------------
+    def _tensorboard(self):
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
+                return logger.experiment
+        return None
+
+    def _log_figure(self, tag: str, figure) -> None:
+        writer = self._tensorboard()
+        if writer is not None:
+            writer.add_figure(tag, figure, global_step=self.global_step)
+
+    def _log_spectrograms(self, spec: torch.Tensor, labels: torch.Tensor) -> None:
+        writer = self._tensorboard()
+        if writer is None:
+            return
+        for i in range(min(self.spectrogram_images, len(spec))):
+            image = spectrogram_image(spec[i, 0].float().cpu().numpy())
+            writer.add_image(f"mel/{i}_{self.classes[int(labels[i])]}", image, self.global_step, dataformats="HW")
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "epoch"}}
