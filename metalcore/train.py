@@ -103,7 +103,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = make(cfg.trainer, callbacks=callbacks, logger=logger)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint else ""
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
     metrics = {
@@ -113,7 +115,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "counts": datamodule.counts(),
         "epochs": trainer.current_epoch,
         "best_checkpoint": best,
-        "val": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+        "monitor": {"metric": checkpoint.monitor, "best": float(checkpoint.best_model_score)}
+        if checkpoint and checkpoint.best_model_score is not None else None,
+        "val": val,
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)

@@ -202,7 +202,7 @@ class AudioCache:
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         with tqdm(total=len(unique), initial=len(found), unit="file", desc=f"decoding to {self.folder.name}",
-                  disable=not progress) as bar:
+                  disable=not (progress and pending)) as bar:
             try:
                 if pool is None:
                     outcomes = map(_build_one, args)

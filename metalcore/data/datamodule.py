@@ -67,12 +67,19 @@ class MusicDataModule(LightningDataModule):
         self.workers_for_decoding = workers_for_decoding
         self.output_dir = Path(output_dir) if output_dir else None
         self.classes: list[str] = []
+        self._library: Library | None = None
+        self._splits: np.ndarray | None = None
         self.datasets: dict[str, SegmentDataset] = {}
         self.assignment: dict[str, np.ndarray] = {}
 
     # -- preparing -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Make the demo set if asked for, decode every uncached track, report skipped files."""
+        """Make the demo set if asked for, decode every uncached track, report skipped files.
+
+        Lightning calls this before fit and again before test; the second call has nothing to do.
+        """
+        if self.classes:
+            return
         if self.demo is not None:
             self.demo.ensure(self.root)
         tracks = scan(self.root)
