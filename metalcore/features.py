@@ -7,6 +7,8 @@ bf16 FFTs are unsupported on CUDA); the network after it may run in mixed precis
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torchaudio import functional as AF
@@ -18,19 +20,25 @@ from metalcore.errors import UserError
 class MelFrontend(nn.Module):
     """Waveforms ``(batch, channels, samples)`` -> ``(batch, channels, n_mels, frames)``.
 
+    The Slaney Mel scale (librosa's default) is linear below 1 kHz, so 128 bands still fit an
+    n_fft of 1024 at 44.1 kHz where the HTK scale would leave low bands empty.
+
     MelSpectrogram -> dB -> per-band standardisation (running statistics, like BatchNorm without
     affine terms, so it is exported with the model) -> SpecAugment masks, in training only.
     """
 
     def __init__(self, sample_rate: int = 44100, n_mels: int = 64, n_fft: int = 1024,
                  hop_length: int | None = None, f_min: float = 0.0, f_max: float | None = None,
-                 top_db: float | None = 80.0, freq_mask: int = 8, time_mask: int = 24,
+                 mel_scale: str = "slaney", top_db: float | None = 80.0, freq_mask: int = 8, time_mask: int = 24,
                  num_masks: int = 2) -> None:
         super().__init__()
         hop_length = hop_length or n_fft // 2
         if n_fft < 16 or hop_length < 1:
             raise UserError(f"features.n_fft={n_fft} / features.hop_length={hop_length}: too small to make a spectrogram")
-        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate)
+        with warnings.catch_warnings():  # torchaudio warns of empty filters; the error below says it better
+            warnings.simplefilter("ignore", UserWarning)
+            fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate,
+                                       mel_scale=mel_scale)
         empty = int((fbank.sum(0) == 0).sum())
         if empty:
             raise UserError(
@@ -40,7 +48,7 @@ class MelFrontend(nn.Module):
             raise UserError(f"features.freq_mask={freq_mask} must be smaller than features.n_mels={n_mels}")
         self.sample_rate, self.n_mels, self.n_fft, self.hop_length = sample_rate, n_mels, n_fft, hop_length
         self.mel = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, f_min=f_min,
-                                    f_max=f_max, n_mels=n_mels, power=2.0)
+                                    f_max=f_max, n_mels=n_mels, power=2.0, mel_scale=mel_scale)
         self.to_db = T.AmplitudeToDB(stype="power", top_db=top_db)
         self.norm = nn.BatchNorm2d(n_mels, affine=False)
         self.masks = nn.Sequential(*[m for _ in range(num_masks) for m in (

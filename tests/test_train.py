@@ -1,0 +1,198 @@
+"""``python -m metalcore.train``: what one real run on the tiny set leaves behind, and how it refuses.
+
+The run is the session's ``trained_run`` (``data=synthetic`` shrunk by ``tiny_overrides``). One
+refusal per way an error can reach the user is a real run too (two at a time: each spends most of
+its few seconds importing); the other impossible settings go through the same ``build`` in-process.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, read_metrics, run_module, tiny_overrides
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from metalcore.data.datamodule import MusicDataModule
+from metalcore.errors import UserError
+from metalcore.train import build
+
+METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
+SPLITS = ("train", "val", "test")
+PER_TRACK = 6  # data.segments_per_track in tiny_overrides
+
+
+def read_split(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "split.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- what a run writes ----------------------------------------------------------------------------
+
+def test_metrics_json_holds_clip_and_track_scores_and_counts(trained_run):
+    metrics = read_metrics(trained_run)
+    assert metrics["classes"] == ["hardcore", "metal"] and metrics["seed"] == 0
+    rows = read_split(trained_run)
+    tracks = Counter(row["split"] for row in rows)
+    assert metrics["counts"] == {s: {"tracks": tracks[s], "clips": tracks[s] * PER_TRACK} for s in SPLITS}
+    for level, total in (("clip", tracks["test"] * PER_TRACK), ("track", tracks["test"])):
+        scores = metrics["test"][level]
+        assert METRICS <= set(scores), level
+        assert all(0 <= scores[name] <= 1 for name in METRICS), scores
+        confusion = scores["confusion"]
+        assert len(confusion) == len(confusion[0]) == 2 and sum(map(sum, confusion)) == total
+        assert sum(confusion[i][i] for i in range(2)) / total == pytest.approx(scores["acc"])
+    assert metrics["monitor"]["metric"] == "val/loss"
+
+
+def test_a_run_scores_well_above_chance(trained_run):
+    test = read_metrics(trained_run)["test"]
+    assert test["track"]["acc"] >= 0.75, test["track"]  # 4 test tracks: at most one wrong (it gets 1.0)
+    assert test["clip"]["acc"] >= 0.7 and test["track"]["auroc"] >= 0.75, test
+
+
+def test_split_csv_puts_each_track_in_exactly_one_split(trained_run, demo_root):
+    rows = read_split(trained_run)
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)) and {Path(p) for p in paths} == {
+        p.resolve() for p in demo_root.rglob("*") if p.suffix in (".wav", ".flac")}
+    assert {(row["split"], row["class"]) for row in rows} == {(s, c) for s in SPLITS for c in ("hardcore", "metal")}
+
+
+def test_same_seed_gives_the_same_split(trained_run, demo_root, cache_dir, tmp_path):
+    """The run's split.csv is what the same data settings and seed give anywhere else."""
+    dm = MusicDataModule(root=str(demo_root), cache_dir=str(cache_dir), sample_rate=16000, segment_seconds=2.0,
+                         segments_per_track=PER_TRACK, val_fraction=0.25, test_fraction=0.25, num_workers=0,
+                         seed=0, output_dir=str(tmp_path), workers_for_decoding=1)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert read_split(tmp_path) == read_split(trained_run)
+
+
+def test_checkpoints_hold_the_best_and_the_last(trained_run):
+    metrics = read_metrics(trained_run)
+    names = {p.name for p in (trained_run / "checkpoints").iterdir()}
+    best = Path(metrics["best_checkpoint"])
+    assert "last.ckpt" in names and best.parent == trained_run / "checkpoints" and best.name in names - {"last.ckpt"}
+    checkpoint = torch.load(best, map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["classes"] == metrics["classes"]
+    assert any(k.startswith("net.gru.") for k in checkpoint["state_dict"])
+
+
+def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
+    events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {"val/loss", "val/track_f1", "test/acc", "test/track_acc"} <= scalars
+    assert any(tag.startswith("train/loss") for tag in scalars)
+    assert len(events.Scalars("val/loss")) >= 4  # one per epoch
+
+    track_acc = read_metrics(trained_run)["test"]["track"]["acc"]
+    assert events.Scalars("test/track_acc")[-1].value == pytest.approx(track_acc)
+    assert events.Scalars("hparams/test_track_acc")[-1].value == pytest.approx(track_acc)
+    hparams = {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+               for tag, content in events.PluginTagToContent("hparams").items()}
+    experiment = hparams["_hparams_/experiment"].experiment
+    assert "hparams/test_track_acc" in {info.name.tag for info in experiment.metric_infos}
+    session = hparams["_hparams_/session_start_info"].session_start_info.hparams
+    assert session["model.gru_hidden"].number_value == 32 and session["data.segment_seconds"].number_value == 2.0
+
+    assert {"test/confusion_clip", "test/confusion_track"} <= images
+    spectrograms = [tag for tag in images if tag.startswith("mel/")]
+    assert 1 <= len(spectrograms) <= 4
+    image = events.Images(spectrograms[0])[0]
+    assert image.height == 64 and image.width == 2 * 16000 // 256 + 1  # n_mels x frames of one segment
+
+
+def test_hydra_records_the_overrides(trained_run, cache_dir):
+    config = OmegaConf.load(trained_run / ".hydra" / "config.yaml")
+    assert config.model.gru_hidden == 32 and config.features.n_fft == 512 and config.data.segment_seconds == 2.0
+    assert config.trainer.max_epochs == 4 and config.paths.cache_dir == str(cache_dir)
+    assert list(OmegaConf.load(trained_run / ".hydra" / "overrides.yaml")) == tiny_overrides(cache_dir)
+
+
+# -- refusals -------------------------------------------------------------------------------------
+# The command itself refuses, once per way an error reaches the user: the catalogue (an empty data
+# folder, what a new user meets first), Hydra's own check of keys, and a split error raised inside
+# Trainer.fit (grouped by artist: the tiny set has two bands per class). {tiny} stands for
+# tiny_overrides; {fresh} is an empty cache folder that must stay empty.
+REFUSALS = {
+    "empty data folder": (["data.root={empty}", "paths.cache_dir={fresh}"],
+                          ["data.root={empty}", "no audio files", "data_music/metal/", "data=synthetic"]),
+    "unknown key": (["{tiny}", "data.nonsense=1"], ["Could not override 'data.nonsense'"]),
+    "a split without a class": (["{tiny}", "data.split.group_by=artist"],
+                                ["_fraction=0.25 leaves the", "grouped by artist"]),
+}
+
+
+@pytest.fixture(scope="module")
+def refusals(trained_run, cache_dir, demo_root, tmp_path_factory) -> dict:
+    """Every refusal, two at a time (each spends most of its time importing), after the trained run."""
+    root = tmp_path_factory.mktemp("refusals")
+    (root / "empty" / "metal").mkdir(parents=True)
+    (root / "empty" / "metal" / ".DS_Store").write_bytes(b"")  # a folder with no track in it
+
+    def run(name: str) -> tuple:
+        overrides, expected = REFUSALS[name]
+        run_dir = root / name.replace(" ", "-")
+        fill = {"empty": root / "empty", "demo": demo_root, "fresh": run_dir / "fresh-cache"}
+        args = [part for o in overrides
+                for part in (tiny_overrides(cache_dir) if o == "{tiny}" else [o.format(**fill)])]
+        result = run_module("metalcore.train", *args, f"hydra.run.dir={run_dir}", timeout=120)
+        return result, run_dir, [e.format(**fill) for e in expected]
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(REFUSALS, pool.map(run, REFUSALS)))
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_refusal_is_one_clear_message_before_training(refusals, name):
+    result, run_dir, expected = refusals[name]
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    lines = [line for line in output.splitlines() if all(e in line for e in expected)]
+    assert len(lines) == 1, output[-3000:]  # the whole reason, on one line
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
+    assert not list((run_dir / "fresh-cache").rglob("*.pcm")), "decoded the library for a config that cannot train"
+
+
+# Every other impossible setting goes through the same build() in-process (a Python start-up costs
+# seconds); main() turns any UserError into the one line checked above. None of them may decode the
+# library first, except the model's own check, which needs the number of classes.
+CONFIG_ERRORS = {
+    "missing data folder": (["data.root={missing}", "data.demo=null"],
+                            r"data\.root=.*missing: folder does not exist; .*data=synthetic"),
+    "n_fft longer than a segment": (["features.n_fft=65536"],
+                                    r"features\.n_fft=65536 is longer than a segment of 32000 samples"),
+    "too many Mel bins": (["features.n_mels=256"], r"features\.n_mels=256 is too many for features\.n_fft=512"),
+    "no tracks left to train on": (["data.test_fraction=0.8"], r"data\.test_fraction=0\.8 leave nothing to train on"),
+    "unknown argument": (["+model.nonsense=1"], r"model \(metalcore\..*unexpected keyword argument 'nonsense'"),
+    "a model that cannot take the segment": (["model.channels=[8,8,8,8,8,8,8,8]", "features.n_mels=256",
+                                              "features.n_fft=4096"], r"data\.segment_seconds=2\.0"),
+}
+AFTER_DECODING = {"unknown argument", "a model that cannot take the segment"}
+
+
+@pytest.mark.parametrize("name", CONFIG_ERRORS)
+def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_path):
+    overrides, message = CONFIG_ERRORS[name]
+    decodes = name in AFTER_DECODING  # these use the shared cache, full since the trained run
+    fresh = cache_dir if decodes else tmp_path / "fresh-cache"
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [*tiny_overrides(fresh), f"data.root={demo_root}",
+                                f"paths.output_dir={tmp_path / 'run'}",
+                                *(o.format(missing=tmp_path / "missing") for o in overrides)])
+    with pytest.raises(UserError, match=message) as err:
+        build(cfg)
+    assert "\n" not in str(err.value)
+    if not decodes:
+        assert not list(fresh.rglob("*.pcm")), "decoded the library for a config that cannot train"
+    assert not (tmp_path / "run" / "checkpoints").exists()
