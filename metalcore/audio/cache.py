@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import av
 import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
@@ -155,7 +156,20 @@ class AudioCache:
                 return track, False
             for stale in self.folder.glob(f"{key}.*.tmp"):  # left by a killed writer of this entry
                 stale.unlink(missing_ok=True)
-            return self._decode(source, key), True
+            try:
+                return self._decode(source, key), True
+            except DecodeError as err:  # remembered, so an unchanged broken file is not tried every run
+                write_json(self.folder / f"{key}.failed", {"source": str(source), "reason": err.reason,
+                                                           "av": av.__version__})
+                raise
+
+    def remembered_failure(self, source: Path) -> str | None:
+        """Why this exact content failed to decode before, with this PyAV; None if it never did."""
+        try:
+            meta = _read_json(self.folder / f"{self._key(Path(source).resolve())}.failed")
+        except OSError:
+            return None
+        return meta["reason"] if meta and meta.get("av") == av.__version__ else None
 
     def _decode(self, source: Path, key: str) -> CachedTrack:
         """Stream-decode into the pcm file, then commit the json that makes the entry valid."""
@@ -186,7 +200,8 @@ class AudioCache:
     def build(self, sources: Sequence[Path], workers: int = 0, progress: bool = False) -> BuildResult:
         """Make sure every source is cached; bad files land in ``skipped``, never raise.
 
-        Cached sources are only looked up; the rest are decoded in-process (``workers=1``) or in a
+        Cached sources are only looked up, files that failed before (same content, same PyAV) are
+        reported again without a retry; the rest are decoded in-process (``workers=1``) or in a
         process pool (``workers=0`` means one per CPU). Results are keyed by the paths as given.
         """
         self._remove_stale_temps()
@@ -197,7 +212,9 @@ class AudioCache:
         for source in unique:
             if track := self.lookup(source):
                 found[source] = track
-        pending = [source for source in unique if source not in found]
+            elif reason := self.remembered_failure(source):
+                reasons[source] = reason
+        pending = [source for source in unique if source not in found and source not in reasons]
         workers = min(workers or os.cpu_count() or 1, len(pending))
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,9 @@ from torch.utils.data import DataLoader
 
 from metalcore.audio.cache import AudioCache, CachedTrack, write_skipped
 from metalcore.data.catalogue import scan
-from metalcore.data.segments import RandomCrops, SegmentDataset, grid
+from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
+from metalcore.data.summary import PrepareSummary, summarise
 from metalcore.errors import UserError
 from metalcore.synth import DemoSet
 
@@ -36,6 +39,7 @@ class Library:
     labels: list[str]
     artists: list[str]
     cached: list[CachedTrack]
+    unreadable: Counter = field(default_factory=Counter)  # class -> files with no cache entry
 
 
 class MusicDataModule(LightningDataModule):
@@ -67,6 +71,7 @@ class MusicDataModule(LightningDataModule):
         self.workers_for_decoding = workers_for_decoding
         self.output_dir = Path(output_dir) if output_dir else None
         self.classes: list[str] = []
+        self.summary: PrepareSummary | None = None
         self._library: Library | None = None
         self._splits: np.ndarray | None = None
         self.datasets: dict[str, SegmentDataset] = {}
@@ -74,40 +79,49 @@ class MusicDataModule(LightningDataModule):
 
     # -- preparing -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Make the demo set if asked for, decode every uncached track, report skipped files.
+        """``prepare``, logging one line per skipped file and the summary's headline.
 
         Lightning calls this before fit and again before test; the second call has nothing to do.
         """
-        if self.classes:
+        if self.summary is not None:
             return
+        summary = self.prepare()
+        for source, reason in summary.skipped:
+            log.warning("skipped %s: %s", source, reason)
+        log.info("%s", summary.headline())
+
+    def prepare(self, progress: bool = True) -> PrepareSummary:
+        """Make the demo set if asked for, decode every uncached track, list skipped files in skipped.csv.
+
+        The whole of ``python -m metalcore.prepare``; a library already in the cache decodes nothing.
+        """
+        began = time.perf_counter()
         if self.demo is not None:
             self.demo.ensure(self.root)
         tracks = scan(self.root)
-        result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=True)
-        for source, reason in result.skipped:
-            log.warning("skipped %s: %s", source, reason)
+        result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=progress)
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
         self.classes = sorted({t.label for t in tracks})
+        self.summary = summarise(self.root, tracks, result, self.cache.folder, time.perf_counter() - began)
+        return self.summary
 
     def library(self) -> Library:
         """The catalogue joined with the cache index (no decoding): tracks that failed are left out."""
         tracks = scan(self.root)
         self.classes = sorted({t.label for t in tracks})
         rows = [(t, self.cache.lookup(t.path)) for t in tracks]
+        unreadable = Counter(t.label for t, c in rows if c is None)
         rows = [(t, c) for t, c in rows if c is not None]
         return Library(sources=[t.path for t, _ in rows], labels=[t.label for t, _ in rows],
-                       artists=[c.tags.get("artist") or t.artist for t, c in rows],
-                       cached=[c for _, c in rows])
+                       artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
+                       cached=[c for _, c in rows], unreadable=unreadable)
 
     # -- splitting -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         lib = self.library()
-        if not lib.cached:
-            raise UserError(f"data.root={self.root}: none of the audio files could be decoded; "
-                            f"see {self.cache.folder / 'skipped.csv'}")
-        splits = self.split.assign(lib.labels, lib.artists, self.val_fraction, self.test_fraction, self.seed)
+        splits = self._assign(lib)
         index = {label: i for i, label in enumerate(self.classes)}
         for name in SPLITS:
             rows = np.flatnonzero(splits == name)
@@ -121,6 +135,23 @@ class MusicDataModule(LightningDataModule):
         self._splits = splits
         if self.output_dir is not None and (self.trainer is None or self.trainer.is_global_zero):
             self.write_split(self.output_dir / "split.csv")
+
+    def _assign(self, lib: Library) -> np.ndarray:
+        """The split of each track; when skipped files left a class too small, the error says so."""
+        skipped_csv = self.cache.folder / "skipped.csv"
+        if not lib.cached:
+            raise UserError(f"data.root={self.root}: none of the audio files could be decoded; see {skipped_csv}")
+        try:
+            for label in self.classes:
+                if label not in lib.labels:
+                    raise UserError(f"class '{label}' has no track that could be decoded")
+            return self.split.assign(lib.labels, lib.artists, self.val_fraction, self.test_fraction, self.seed)
+        except UserError as err:
+            if not lib.unreadable:
+                raise
+            lost = ", ".join(f"{n} in '{label}'" for label, n in sorted(lib.unreadable.items()))
+            raise UserError(f"{err}; {sum(lib.unreadable.values())} files could not be decoded and were left "
+                            f"out ({lost}), see {skipped_csv}") from None
 
     def write_split(self, path: Path) -> None:
         """One row per track: anyone can check that no track (or artist) sits in two splits."""
@@ -144,6 +175,8 @@ class MusicDataModule(LightningDataModule):
 
     # -- serving ---------------------------------------------------------------------------------
     def _loader(self, split: str, sampler) -> DataLoader:
+        if self.trainer is not None and self.trainer.world_size > 1:  # DDP: each rank reads its share
+            sampler = Shard(sampler, self.trainer.global_rank, self.trainer.world_size, even=split == "train")
         return DataLoader(self.datasets[split], batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available(), drop_last=False)
