@@ -42,7 +42,10 @@ class GenreClassifier(LightningModule):
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.track_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.pooling = nn.ModuleDict({s: TrackPooling() for s in HELD_OUT})
-        self.confusion = nn.ModuleDict({level: MulticlassConfusionMatrix(n) for level in ("clip", "track")})
+        # clip counts are summed over DDP ranks; track scores come from pooling already gathered from
+        # every rank, so they must not be summed again
+        self.confusion = nn.ModuleDict({"clip": MulticlassConfusionMatrix(n),
+                                        "track": MulticlassConfusionMatrix(n, sync_on_compute=False)})
         self.results: dict[str, Any] = {}
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,8 @@ class GenreClassifier(LightningModule):
         logits = self(audio).float()
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits.argmax(-1), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
@@ -88,7 +92,8 @@ class GenreClassifier(LightningModule):
             metric.reset()
         scores = {**{f"{stage}/{k}": v for k, v in clip.items()},
                   **{f"{stage}/track_{k}": v for k, v in track.items()}}
-        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, prog_bar=False)
+        # the same values on every DDP rank (computed from gathered states): the sync only says so
+        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, prog_bar=False, sync_dist=True)
         if stage == "test":
             self.confusion["track"].update(track_probs, track_labels)
         return {"clip": clip, "track": track}

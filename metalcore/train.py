@@ -19,14 +19,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.errors import UserError
 from metalcore.files import write_json
+from metalcore.launch import local_processes, spawn
 from metalcore.module import GenreClassifier
+from metalcore.report import higher_is_better
 
 log = logging.getLogger("metalcore.train")
+CONF = Path(__file__).resolve().parents[1] / "conf"  # absolute: found whether run as __main__ or imported
 
 
 def best_precision() -> str:
@@ -36,7 +40,13 @@ def best_precision() -> str:
     return "32-true"
 
 
+def direction(metric: str) -> str:
+    """``maximize`` for a score, ``minimize`` for a loss: what a sweeper does with ``optimized_metric``."""
+    return "maximize" if higher_is_better(metric) else "minimize"
+
+
 OmegaConf.register_new_resolver("best_precision", best_precision, replace=True)
+OmegaConf.register_new_resolver("direction", direction, replace=True)
 
 
 def make(node: DictConfig, **kwargs: Any) -> Any:
@@ -54,9 +64,9 @@ def make(node: DictConfig, **kwargs: Any) -> Any:
 def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
     """The DataModule (with its cache prepared) and the LightningModule, checked against each other."""
     datamodule: MusicDataModule = make(cfg.data)
-    datamodule.prepare_data()
     frontend = make(cfg.features)
     frontend.check_segment(datamodule.segment_samples)
+    datamodule.prepare_data()  # after the config checks: an impossible setting must not wait for a decode
     net = make(cfg.model, num_classes=len(datamodule.classes))
     try:
         with torch.no_grad():
@@ -72,7 +82,10 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "model": {**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(datamodule.classes)},
     }
-    module = make(cfg.module, frontend=frontend.train(), net=net.train(), classes=datamodule.classes, spec=spec)
+    # spec goes in after instantiation: passed to instantiate, its _target_ nodes would become modules
+    # pickled into the checkpoint instead of the plain configs that metalcore.inference rebuilds from.
+    module = make(cfg.module, _partial_=True)(frontend=frontend.train(), net=net.train(),
+                                              classes=datamodule.classes, spec=spec)
     return datamodule, module
 
 
@@ -125,10 +138,39 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             finals = {f"hparams/test_{level}_{name}": value for level in ("clip", "track")
                       for name, value in module.results[level].items() if isinstance(value, float)}
             logger.log_hyperparams(flat_hparams(cfg), metrics=finals)
+            logger.finalize("success")  # flush now: the last job of a sweep would exit with them unwritten
         log.info("test per clip:  acc %.4f  f1 %.4f", module.results["clip"]["acc"], module.results["clip"]["f1"])
         log.info("test per track: acc %.4f  f1 %.4f", module.results["track"]["acc"], module.results["track"]["f1"])
         log.info("outputs in %s", output_dir)
     return metrics
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """``train(cfg)`` here, or in one process per device for ``trainer=ddp`` (see metalcore.launch).
+
+    The parent prepares the data once and checks the config before any process starts; rank 0
+    writes metrics.json, which the parent reads back for the sweeper.
+    """
+    processes = local_processes(cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"),
+                                cfg.trainer.get("devices"))
+    if processes == 1:
+        return train(cfg)
+    build(cfg)
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra in the new processes
+    job_logging = HydraConfig.get().job_logging
+    logging_config = OmegaConf.to_container(job_logging, resolve=True) if job_logging else None
+    log.info("starting %d processes for %s", processes, cfg.trainer.strategy)
+    spawn(train, (resolved,), processes, logging_config)
+    return json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+
+
+def log_once() -> None:
+    """Under torchrun or srun every rank runs this entry point: only rank 0 keeps the run's log file."""
+    if rank_zero_only.rank > 0:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
@@ -143,16 +185,27 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
     return metrics.get(stage, {}).get(level, {}).get(key)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    log_once()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return optimized_value(cfg, train(cfg))
+        return optimized_value(cfg, run(cfg))
     except UserError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        log.error("%s", err)  # in a sweep, the job's log says why it failed (metalcore.report reads it)
+        if multirun:
             raise
-        log.error("%s", err)
         sys.exit(2)
+    except Exception as err:
+        if multirun:
+            log.exception("job failed: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        raise
 
 
 if __name__ == "__main__":
-    main()
+    # Call the imported module's main, not this __main__ copy's: launchers that pickle the task
+    # function (joblib, submitit) then send a reference to metalcore.train.main instead of pickling
+    # this module's functions by value (which fails on torch's submodules).
+    from metalcore.train import main as imported_main
+
+    imported_main()

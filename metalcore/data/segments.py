@@ -7,11 +7,12 @@ numbers. Indices are NumPy arrays, not Python lists, so DataLoader workers share
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 def grid(frames: np.ndarray, length: int, per_track: int) -> np.ndarray:
@@ -49,6 +50,34 @@ class RandomCrops(Sampler):
         tracks = rng.permutation(np.repeat(np.arange(len(self.room)), self.per_track))
         starts = (rng.random(len(tracks)) * (self.room[tracks] + 1)).astype(np.int64)
         return iter(zip(tracks.tolist(), starts.tolist()))
+
+
+class Shard(DistributedSampler):
+    """This process's share of a sampler's keys under DDP: every ``world``-th key from ``rank`` on.
+
+    Training (``even=True``) drops the last few keys so every rank takes the same number of steps;
+    evaluation keeps them all, so each segment is scored exactly once (Lightning's own distributed
+    sampler pads with repeats, which would count some clips twice). Being a ``DistributedSampler``
+    tells Lightning the data is already split and must not be wrapped again.
+    """
+
+    def __init__(self, sampler: Sized, rank: int, world: int, even: bool) -> None:
+        super().__init__(sampler, num_replicas=world, rank=rank, shuffle=False, drop_last=even)
+        self.sampler, self.even = sampler, even
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.num_replicas if self.even else len(range(self.rank, n, self.num_replicas))
+
+    def __iter__(self) -> Iterator[Any]:
+        keys = list(self.sampler)
+        if self.even:
+            keys = keys[:len(keys) // self.num_replicas * self.num_replicas]
+        return iter(keys[self.rank::self.num_replicas])
 
 
 class SegmentDataset(Dataset):

@@ -1,0 +1,107 @@
+"""One process per device for DDP, started the way torchrun starts them, from inside a Hydra job.
+
+Lightning's own launcher for ``strategy=ddp`` re-runs the command line for every extra rank; under
+Hydra's ``-m`` each copy replays the whole sweep (Lightning PR #18175, hydra #2070). ``ddp_spawn``
+avoids that but runs ``fit`` and ``test`` in separate short-lived processes that send back only the
+checkpoint path and the logged scalars: module attributes, the epoch count and the data split are
+lost in the parent. So when nothing outside (torchrun, srun, another cluster launcher) started the
+ranks, ``spawn`` starts them here: each gets ``LOCAL_RANK``, ``NODE_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``, runs the whole run (fit and test) and Lightning, seeing ``LOCAL_RANK``, starts
+nothing itself. Rank 0 writes the outputs, exactly as under torchrun; the parent only waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+from lightning.fabric.plugins.environments import (LSFEnvironment, MPIEnvironment, SLURMEnvironment,
+                                                   TorchElasticEnvironment)
+from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
+from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
+
+from metalcore.errors import UserError
+
+
+def launched_externally() -> bool:
+    """Whether torchrun, srun (SLURM), LSF, MPI or a manual ``LOCAL_RANK`` already started the ranks."""
+    return "LOCAL_RANK" in os.environ or any(
+        env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment))
+
+
+def local_processes(strategy: Any, accelerator: str, devices: Any) -> int:
+    """How many processes to start on this machine: ``devices`` for ``strategy=ddp``, else 1.
+
+    Nothing is started when the ranks already exist; other strategies keep Lightning's launchers,
+    except the spawning ones, refused before any training (they would lose the test results).
+    """
+    name = str(strategy)
+    if name.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
+        raise UserError(f"trainer.strategy={name} runs fit and test in separate short-lived processes and loses "
+                        "the test results; use trainer.strategy=ddp (metalcore starts one process per device)")
+    if not (name == "ddp" or name.startswith("ddp_find_unused_parameters")) or launched_externally():
+        return 1
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    if isinstance(devices, Sequence) and not isinstance(devices, str):  # a list of device ids
+        return len(devices)
+    if str(devices) in ("auto", "-1") and accelerator in ("auto", "gpu", "cuda"):
+        return max(torch.cuda.device_count(), 1)
+    if str(devices).isdigit():
+        return int(devices)
+    return 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(local_rank: int, processes: int, env: dict[str, str], fn: Callable[..., Any], args: tuple,
+               logging_config: dict | None) -> None:
+    """Inside a started process: set the variables Lightning reads, configure logging, run ``fn``."""
+    os.environ.update(env, LOCAL_RANK=str(local_rank))
+    rank = int(env["NODE_RANK"]) * processes + local_rank
+    fabric_rank_zero_only.rank = utilities_rank_zero_only.rank = rank  # Lightning read it at import time
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    if logging_config and rank == 0:
+        logging.config.dictConfig(logging_config)  # the same console and log file as the parent
+    else:
+        logging.basicConfig(level=logging.WARNING)
+    fn(*args)
+
+
+def spawn(fn: Callable[..., Any], args: tuple, processes: int, logging_config: dict | None = None) -> None:
+    """Run ``fn(*args)`` in ``processes`` new processes (one per device) and wait for all of them.
+
+    ``fn`` and ``args`` must pickle (a module-level function, a resolved config). ``logging_config``
+    (a ``logging.config.dictConfig`` dict) is applied in rank 0, so its messages reach the run's log
+    file once; the other ranks log warnings only. A :class:`UserError` raised by a rank is raised
+    here with its message, so the entry point can print it as one line.
+    """
+    env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+           "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
+           "NODE_RANK": os.environ.get("NODE_RANK", "0")}
+    try:
+        mp.spawn(_rank_main, args=(processes, env, fn, args, logging_config), nprocs=processes, join=True)
+    except mp.ProcessRaisedException as err:
+        if user_error := as_user_error(err):
+            raise user_error from None
+        raise
+
+
+def as_user_error(err: mp.ProcessRaisedException) -> UserError | None:
+    """The UserError a rank raised, from the traceback text the parent receives; None for anything else."""
+    last = str(err).strip().splitlines()[-1]
+    prefix = f"{UserError.__module__}.{UserError.__name__}: "
+    return UserError(last[len(prefix):]) if last.startswith(prefix) else None
