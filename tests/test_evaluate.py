@@ -1,0 +1,109 @@
+"""``python -m metalcore.evaluate`` and track-level checkpoint selection.
+
+Evaluation scores the test split the run recorded (or a new folder), per clip and per track, and
+writes metrics.json, confusion.png and tracks.csv with the worst mistakes first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_metrics, run_module, tiny_overrides
+
+from metalcore import evaluate
+
+METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained_run) -> Path:
+    return Path(read_metrics(trained_run)["best_checkpoint"])
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluate_scores_the_runs_test_split(trained_run, checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert evaluate.main([str(checkpoint), "--output-dir", str(out)]) == 0
+    assert "track: acc" in capsys.readouterr().out
+    test_tracks = [row for row in read_rows(trained_run / "split.csv") if row["split"] == "test"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["hardcore", "metal"] and metrics["checkpoint"] == str(checkpoint)
+    clips = sum(math.ceil(float(row["duration_s"]) / 2.0) for row in test_tracks)  # 2 s windows, end to end
+    assert metrics["counts"] == {"tracks": len(test_tracks), "clips": clips, "failed": 0}
+    for level, total in (("clip", clips), ("track", len(test_tracks))):
+        assert METRICS <= set(metrics[level]) and sum(map(sum, metrics[level]["confusion"])) == total
+    assert metrics["track"]["acc"] >= 0.75 and metrics["clip"]["acc"] >= 0.7  # as the run's own test scores
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_rows(out / "tracks.csv")
+    assert {Path(r["path"]) for r in rows} == {Path(r["path"]) for r in test_tracks}
+    assert all(r["true"] == {Path(t["path"]): t["class"] for t in test_tracks}[Path(r["path"])] for r in rows)
+    order = [(r["correct"] == "True", float(r["p_true"])) for r in rows]
+    assert order == sorted(order)  # mistakes first, the most confident ones first; then the closest calls
+    assert float(rows[0]["confidence"]) == pytest.approx(max(float(rows[0]["p_hardcore"]), float(rows[0]["p_metal"])))
+
+
+def test_evaluate_another_folder_lists_bad_files_last(demo_root, checkpoint, tmp_path, capsys):
+    root = tmp_path / "other"
+    for genre in ("hardcore", "metal"):
+        (root / genre).mkdir(parents=True)
+        for track in sorted((demo_root / genre).iterdir())[:2]:
+            shutil.copy(track, root / genre / track.name)
+    (root / "metal" / "Broken - Track.mp3").write_text("not audio")
+    assert evaluate.main([str(checkpoint), "--data-root", str(root)]) == 0
+    out = checkpoint.parent.parent / "evaluation" / f"{checkpoint.stem}-other"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["counts"] == {"tracks": 4, "clips": 16, "failed": 1} and metrics["data"] == str(root)
+    assert metrics["failed"][0]["path"].endswith("Broken - Track.mp3")
+    rows = read_rows(out / "tracks.csv")
+    assert len(rows) == 5 and rows[-1]["error"].startswith("not an audio file") and rows[-1]["predicted"] == ""
+    assert "skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["no split", "unknown class", "foreign checkpoint"])
+def test_evaluate_refuses_with_one_line(checkpoint, demo_root, tmp_path, capsys, case):
+    if case == "no split":  # a checkpoint copied away from its run
+        args = [str(shutil.copy(checkpoint, tmp_path / "model.ckpt"))]
+        words = "--data-root"
+    elif case == "unknown class":
+        (tmp_path / "jazz").mkdir()
+        shutil.copy(next((demo_root / "metal").iterdir()), tmp_path / "jazz" / "Take - Five.wav")
+        shutil.copytree(demo_root / "metal", tmp_path / "metal")
+        args, words = [str(checkpoint), "--data-root", str(tmp_path)], "['jazz'] are not classes this model knows"
+    else:
+        torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
+        args, words = [str(tmp_path / "other.ckpt")], "not a metalcore checkpoint"
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_checkpoint_selection_can_monitor_the_track_f1(tmp_path, cache_dir, demo_root):
+    """Validation pools per track, so the best checkpoint can be the one with the best track-level F1.
+
+    Every epoch is kept (``save_top_k=-1``) so the test sees each epoch's score and which one won.
+    """
+    run_dir = tmp_path / "run"
+    result = run_module("metalcore.train", *tiny_overrides(
+        cache_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=2",
+        "callbacks.model_checkpoint.monitor=val/track_f1", "callbacks.model_checkpoint.mode=max",
+        "callbacks.model_checkpoint.save_top_k=-1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["monitor"]["metric"] == "val/track_f1" and 0 <= metrics["monitor"]["best"] <= 1
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert state["monitor"] == "val/track_f1"
+    scores = {Path(path).name: float(score) for path, score in state["best_k_models"].items()}
+    assert sorted(scores) == ["epoch000.ckpt", "epoch001.ckpt"]
+    assert metrics["monitor"]["best"] == max(scores.values())
+    assert scores[Path(metrics["best_checkpoint"]).name] == max(scores.values())

@@ -1,0 +1,220 @@
+"""``python -m metalcore.predict``: whole tracks in any format, broken files as rows, tables, timelines.
+
+The checkpoint is the session's ``trained_run`` (16 kHz stereo, 2 s segments). The first test runs
+the real command in an empty folder with a copy of the checkpoint alone: no config, no data folder,
+no run folder, which is what "the checkpoint carries everything" promises.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import read_metrics, run_module
+from hydra.utils import instantiate
+
+from metalcore import predict
+from metalcore.audio.decode import decode
+from metalcore.audio.encode import SUFFIXES, write_audio
+from metalcore.inference import Classifier, predict_track, windows
+from metalcore.module import GenreClassifier
+from metalcore.synth import render_track
+
+SR = 22050  # the rate the test tracks are written at; the model decodes them to 16 kHz
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained_run) -> Path:
+    return Path(read_metrics(trained_run)["best_checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def classifier(checkpoint) -> Classifier:
+    return Classifier.from_checkpoint(checkpoint, "cpu")
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> dict[str, np.ndarray]:
+    """A new metal and a new hardcore song of 5 s, never seen in training."""
+    return {genre: render_track(genre, np.random.default_rng(123), 5.0, SR) for genre in ("metal", "hardcore")}
+
+
+def broken_files(folder: Path) -> dict[str, str]:
+    """File name -> the words its error row must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.mp3").write_text("these are not audio samples\n" * 20)
+    (folder / "readme.txt").write_text("not audio either")
+    wav = write_audio(folder / "cut.wav", np.zeros((2, 100), np.float32), SR).read_bytes()
+    (folder / "header-only.flac").write_bytes(b"fLaC" + wav[4:40])
+    return {"empty.wav": "empty file", "notes.mp3": "not an audio file", "readme.txt": "not an audio file",
+            "header-only.flac": "", "missing.ogg": "file not found"}
+
+
+def test_every_format_and_broken_files_in_a_clean_directory(tmp_path, checkpoint, songs):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(checkpoint, clean / "model.ckpt")
+    music = clean / "music"
+    for genre, audio in songs.items():
+        (music / genre).mkdir(parents=True)
+        for suffix in SUFFIXES:
+            write_audio(music / genre / f"{genre}{suffix}", audio, SR)
+    broken = broken_files(clean / "broken")
+    paths = ["music", *(f"broken/{name}" for name in broken)]
+    result = run_module("metalcore.predict", "model.ckpt", *paths, "--output", "out.csv", cwd=clean)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    with open(clean / "out.csv", newline="") as f:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(f)}
+    assert len(rows) == 2 * len(SUFFIXES) + len(broken)
+    for genre in songs:
+        reference = float(rows[f"{genre}.wav"]["p_metal"])
+        for suffix in SUFFIXES:
+            row = rows[f"{genre}{suffix}"]
+            assert row["label"] == genre and not row["error"], row
+            assert abs(float(row["p_metal"]) - reference) < 0.1, row  # lossy codecs barely move it
+            assert int(row["segments"]) == 3 and float(row["duration_s"]) == pytest.approx(5.0, abs=0.1)
+    for name, words in broken.items():
+        row = rows[name]
+        assert row["label"] == "" and row["error"] and words in row["error"], row
+        assert f"{name}" in result.stdout and "error: " in result.stdout
+    table = result.stdout.splitlines()
+    assert table[0].split() == ["track", "label", "confidence", "segments", "duration"]
+
+
+def test_exit_status_is_nonzero_only_when_nothing_was_predicted(tmp_path, checkpoint, songs, capsys):
+    broken = broken_files(tmp_path / "broken")
+    assert predict.main([str(checkpoint), *(str(tmp_path / "broken" / name) for name in broken)]) == 1
+    out, err = capsys.readouterr()
+    assert "none of the" in err and out.count("error: ") == len(broken)
+    empty = tmp_path / "no-audio"
+    empty.mkdir()
+    assert predict.main([str(checkpoint), str(empty)]) == 1
+    assert "no audio files in this folder" in capsys.readouterr().out
+    good = write_audio(tmp_path / "good.flac", songs["metal"], SR)
+    assert predict.main([str(checkpoint), str(good), str(tmp_path / "broken" / "empty.wav")]) == 0
+
+
+def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Name -> (file, words the one-line message must contain)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.ckpt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(3)}, folder / "plain.pt")
+    torch.save({"state_dict": {}, "hyper_parameters": {"spec": {
+        "classes": ["a", "b"], "data": {"sample_rate": 16000, "channels": 2, "segment_seconds": 1.0},
+        "features": {"_target_": "os.system", "command": "echo hacked"}, "model": {}}}}, folder / "evil.ckpt")
+    return {"missing": (folder / "nope.ckpt", "checkpoint not found"),
+            "text": (folder / "text.ckpt", "not a readable PyTorch checkpoint"),
+            "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
+            "evil": (folder / "evil.ckpt", "not a metalcore module")}
+
+
+@pytest.mark.parametrize("name", ["missing", "text", "plain", "evil"])
+def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, capsys, name):
+    path, words = foreign_checkpoints(tmp_path)[name]
+    good = write_audio(tmp_path / "good.wav", songs["metal"], SR)
+    assert predict.main([str(path), str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {path}: ") and words in err and "Traceback" not in err
+
+
+def test_json_with_a_timeline_covers_the_track_end_to_end(tmp_path, checkpoint, songs, capsys):
+    audio = np.concatenate([songs["hardcore"], songs["metal"][:, :SR * 2]], axis=1)  # 7 s: hardcore, then metal
+    track = write_audio(tmp_path / "Band - Song.flac", audio, SR)
+    out = tmp_path / "predictions.json"
+    assert predict.main([str(checkpoint), str(track), "--segments", "--hop", "1.5", "-o", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["classes"] == ["hardcore", "metal"] and report["segment_seconds"] == 2.0
+    assert report["hop_seconds"] == 1.5 and report["sample_rate"] == 16000
+    (row,) = report["tracks"]
+    assert row["error"] is None and row["duration_s"] == pytest.approx(7.0)
+    timeline = row["timeline"]
+    # windows every 1.5 s while they fit, then one ending exactly at the end of the track
+    assert [s["start_s"] for s in timeline] == [0.0, 1.5, 3.0, 4.5, 5.0]
+    assert [s["end_s"] for s in timeline] == [2.0, 3.5, 5.0, 6.5, 7.0]
+    assert row["segments"] == len(timeline)
+    for segment in timeline:
+        assert sum(segment["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert segment["label"] == max(segment["probs"], key=segment["probs"].get)
+    mean = {c: np.mean([s["probs"][c] for s in timeline]) for c in report["classes"]}
+    assert row["probs"] == pytest.approx(mean, abs=1e-5) and row["label"] == max(mean, key=mean.get)
+    assert row["confidence"] == pytest.approx(max(mean.values()), abs=1e-5)
+    assert timeline[0]["label"] == "hardcore" and timeline[-1]["label"] == "metal"  # the song changes genre
+    printed = capsys.readouterr().out
+    assert "Band - Song.flac" in printed and "start" in printed and len(printed.splitlines()) >= 2 + 2 + len(timeline)
+
+
+def test_csv_with_segments_writes_a_timeline_beside_the_table(tmp_path, checkpoint, songs):
+    tracks = [write_audio(tmp_path / f"{genre}.wav", audio, SR) for genre, audio in songs.items()]
+    out = tmp_path / "table.csv"
+    assert predict.main([str(checkpoint), *map(str, tracks), str(tmp_path / "gone.wav"), "--segments",
+                         "-o", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "label", "confidence", "segments", "duration_s", "p_hardcore", "p_metal", "error"]
+    assert [Path(r["path"]).name for r in rows] == ["metal.wav", "hardcore.wav", "gone.wav"]
+    with open(tmp_path / "table.segments.csv", newline="") as f:
+        segments = list(csv.DictReader(f))
+    assert list(segments[0]) == ["path", "start_s", "end_s", "label", "p_hardcore", "p_metal"]
+    assert [(Path(s["path"]).name, float(s["start_s"])) for s in segments] == [
+        (name, start) for name in ("metal.wav", "hardcore.wav") for start in (0.0, 2.0, 3.0)]
+
+
+def test_a_track_shorter_than_a_segment_is_one_padded_window(tmp_path, classifier, songs):
+    short = write_audio(tmp_path / "short.wav", songs["metal"][:, :SR // 2], SR)
+    prediction = predict_track(classifier, short)
+    assert prediction.segment_probs.shape == (1, 2) and prediction.starts.tolist() == [0.0]
+    assert prediction.duration == pytest.approx(0.5)
+
+
+def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, classifier, checkpoint, songs):
+    """predict_track's probabilities are the trained module's own on each window."""
+    spec = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["spec"]
+    module = GenreClassifier.load_from_checkpoint(checkpoint, frontend=instantiate(spec["features"]),
+                                                  net=instantiate(spec["model"]), optimizer=None,
+                                                  map_location="cpu").eval()
+    track = write_audio(tmp_path / "song.wav", songs["hardcore"], SR)
+    audio = torch.from_numpy(decode(track, 16000, 2))
+    windows_ = torch.stack([audio[:, start:start + 32000] for start in (0, 32000, audio.shape[1] - 32000)])
+    with torch.no_grad():
+        expected = module(windows_).softmax(-1).numpy()
+    assert predict_track(classifier, track).segment_probs == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("frames, length, hop, block, starts", [
+    (10, 4, 4, 3, [0, 4, 6]),        # the last window ends at the end of the track
+    (12, 4, 4, 5, [0, 4, 8]),        # an exact fit adds nothing
+    (10, 4, 2, 1, [0, 2, 4, 6]),     # overlapping windows
+    (10, 4, 6, 7, [0, 6]),           # hop longer than a window still reaches the end
+    (3, 4, 4, 2, [0]),               # shorter than a window: one, zero-padded
+])
+def test_windows_cover_the_stream(frames, length, hop, block, starts):
+    pcm = np.arange(frames * 2, dtype=np.int16).reshape(frames, 2)
+    got = [(start, window.copy()) for start, window in windows((pcm[i:i + block] for i in range(0, frames, block)),
+                                                               length, hop)]
+    assert [start for start, _ in got] == starts
+    for start, window in got:
+        expected = np.zeros((length, 2), np.int16)
+        expected[:min(length, frames - start)] = pcm[start:start + length]
+        assert np.array_equal(window, expected)
+
+
+def test_an_hour_streams_in_bounded_memory():
+    """Windowing an hour of stereo 44.1 kHz (300 MB as int16) holds about one block and one window."""
+    block = np.ones((65536, 2), np.int16)
+    hour = 3600 * 44100
+    tracemalloc.start()
+    count = sum(1 for _ in windows((block[:min(65536, hour - i)].copy() for i in range(0, hour, 65536)),
+                                   round(5.5 * 44100), round(5.5 * 44100)))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == int(np.ceil(3600 / 5.5))
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
