@@ -19,6 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -111,8 +112,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule, module = build(cfg)
-    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = make(cfg.logger) if cfg.get("logger") else False
+    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not logger:  # ~logger: nothing to log learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = make(cfg.trainer, callbacks=callbacks, logger=logger)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
