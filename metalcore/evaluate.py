@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from metalcore.data.catalogue import scan
 from metalcore.errors import UserError
-from metalcore.files import atomic_file, write_json
+from metalcore.files import atomic_file, write_csv, write_json
 from metalcore.inference import Classifier, Outcome, predict_files
 from metalcore.metrics import classification_metrics
 from metalcore.plots import confusion_figure
@@ -113,14 +112,9 @@ def evaluate(classifier: Classifier, tracks: list[tuple[Path, str]], output_dir:
     with atomic_file(output_dir / "confusion.png") as f:
         figure.savefig(f, format="png", dpi=120)
     rows = track_rows(outcomes, truth, classes)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["path", "true", "predicted", "confidence", "p_true", "correct",
-                                              "segments", "duration_s", *(f"p_{c}" for c in classes), "error"],
-                            lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_file(output_dir / "tracks.csv") as f:
-        f.write(text.getvalue().encode())
+    header = ["path", "true", "predicted", "confidence", "p_true", "correct", "segments", "duration_s",
+              *(f"p_{c}" for c in classes), "error"]
+    write_csv(output_dir / "tracks.csv", header, [[row.get(k, "") for k in header] for row in rows])
     return metrics
 
 

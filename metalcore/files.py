@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,3 +36,13 @@ def write_json(path: Path, value: Any) -> None:
     """``value`` as indented JSON, atomically (anything JSON cannot hold is written as its str)."""
     with atomic_file(path) as f:
         f.write((json.dumps(value, indent=2, default=str) + "\n").encode())
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A header and rows as CSV, atomically (every table metalcore writes goes through here)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_file(path) as f:
+        f.write(text.getvalue().encode())

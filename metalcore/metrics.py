@@ -8,10 +8,26 @@ rather than failing the run.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score,
                                          MulticlassPrecision, MulticlassRecall)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Scores are maximised, losses minimised (the rule ``optimized_metric``'s direction follows too)."""
+    return "loss" not in re.split(r"[./]", metric)[-1]
+
+
+def canonical(metric: str) -> str:
+    """Logged names (``test/track_f1``, ``test/acc``) as metrics.json paths (``test.track.f1``); others as given."""
+    stage, slash, key = metric.partition("/")
+    if slash and stage == "test":
+        level, key = ("track", key[len("track_"):]) if key.startswith("track_") else ("clip", key)
+        return f"test.{level}.{key}"
+    return metric
 
 
 class SafeAUROC(MulticlassAUROC):

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# Figures are built without pyplot, so importing metalcore never switches a notebook's backend.
 
 
-def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = "") -> plt.Figure:
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = "") -> Figure:
     """Counts with row-normalised shading: rows are true classes, columns predictions."""
     matrix = np.asarray(matrix)
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     size = 1.2 + 0.9 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)

@@ -12,8 +12,6 @@ bad option.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from typing import TextIO
 
 from metalcore.data.catalogue import is_audio
 from metalcore.errors import UserError
+from metalcore import files
 from metalcore.files import atomic_file
 from metalcore.inference import Classifier, Outcome, predict_files
 
@@ -69,29 +68,19 @@ def track_record(outcome: Outcome, classes: list[str], timeline: bool) -> dict:
     return record
 
 
-def csv_text(header: list[str], rows: list[list]) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return text.getvalue().encode()
-
-
 def write_csv(path: Path, records: list[dict], classes: list[str]) -> list[Path]:
     """Tracks to ``path``; with timelines, their segments to ``<stem>.segments.csv`` beside it."""
     probs = [f"p_{c}" for c in classes]
     rows = [[r["path"], r["label"] or "", r["confidence"] if r["label"] else "", r["segments"],
              r["duration_s"] if r["duration_s"] is not None else "",
              *((r["probs"] or {}).get(c, "") for c in classes), r["error"] or ""] for r in records]
-    with atomic_file(path) as f:
-        f.write(csv_text(["path", "label", "confidence", "segments", "duration_s", *probs, "error"], rows))
+    files.write_csv(path, ["path", "label", "confidence", "segments", "duration_s", *probs, "error"], rows)
     written = [path]
     if records and "timeline" in records[0]:
         segments = path.with_name(f"{path.stem}.segments.csv")
         rows = [[r["path"], s["start_s"], s["end_s"], s["label"], *(s["probs"][c] for c in classes)]
                 for r in records for s in r["timeline"]]
-        with atomic_file(segments) as f:
-            f.write(csv_text(["path", "start_s", "end_s", "label", *probs], rows))
+        files.write_csv(segments, ["path", "start_s", "end_s", "label", *probs], rows)
         written.append(segments)
     return written
 

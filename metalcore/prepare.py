@@ -10,36 +10,24 @@ splitting the library as training would, so a class left too small is reported n
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from metalcore.errors import UserError
+from metalcore.config import CONF, make, one_line_errors
 
 log = logging.getLogger("metalcore.prepare")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> None:
-    # Imported here, not above: decoding workers re-import this module when they start, and should
-    # not pay for Lightning and the models.
-    from metalcore.train import make
-
-    try:
+    with one_line_errors(log):
         datamodule = make(cfg.data)
         print(datamodule.prepare(progress=True), flush=True)
         datamodule.setup()
         counts = ", ".join(f"{name} {c['tracks']}" for name, c in datamodule.counts().items())
         print(f"split by {datamodule.split.group_by} (seed {datamodule.seed}): {counts} tracks; "
               f"see {cfg.paths.output_dir}/split.csv")
-    except UserError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
-        log.error("%s", err)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ never reached are counted from ``multirun.yaml``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import re
@@ -27,24 +26,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from metalcore import files
+from metalcore.metrics import canonical, higher_is_better
+
 DEFAULT_METRIC = "test.track.acc"
 SUMMARY_METRICS = ("test.track.acc", "test.track.f1", "test.clip.acc", "test.clip.f1")
 GROUPED_OUT = ("seed",)  # repeats of one configuration
 ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\] - (?P<message>.*)")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Scores are maximised, losses minimised (the rule ``optimized_metric``'s direction follows too)."""
-    return "loss" not in re.split(r"[./]", metric)[-1]
-
-
-def canonical(metric: str) -> str:
-    """Logged names (``test/track_f1``, ``test/acc``) as metrics.json paths (``test.track.f1``); others as given."""
-    stage, slash, key = metric.partition("/")
-    if slash and stage == "test":
-        level, key = ("track", key[len("track_"):]) if key.startswith("track_") else ("clip", key)
-        return f"test.{level}.{key}"
-    return metric
 
 
 def flatten(metrics: dict) -> dict[str, float]:
@@ -228,23 +216,23 @@ def markdown(groups: Sequence[Group], keys: Sequence[str], metrics: Sequence[str
 
 def write_csv(path: Path, groups: Sequence[Group], keys: Sequence[str], metrics: Sequence[str]) -> None:
     """The grouped table with numbers kept numeric: ``<metric>_mean``, ``<metric>_std`` and ``n``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*keys, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "status", "jobs"])
-        for g in groups:
-            numbers = [x for m in metrics for x in g.stats(m)[:2]]
-            writer.writerow([*(g.values[k] for k in keys), len(g.finished),
-                             *("" if math.isnan(x) else f"{x:.6g}" for x in numbers), g.status(),
-                             " ".join(j.folder.name for j in g.jobs)])
+    header = [*keys, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "status", "jobs"]
+    rows = []
+    for g in groups:
+        numbers = [x for m in metrics for x in g.stats(m)[:2]]
+        rows.append([*(g.values[k] for k in keys), len(g.finished),
+                     *("" if math.isnan(x) else f"{x:.6g}" for x in numbers), g.status(),
+                     " ".join(j.folder.name for j in g.jobs)])
+    files.write_csv(path, header, rows)
 
 
 def plot(path: Path, jobs: Sequence[Job], keys: Sequence[str], metric: str) -> None:
     """One panel per swept parameter: the metric's mean +- std over every finished job at each value."""
-    from metalcore.plots import plt
+    from matplotlib.figure import Figure
 
     finished = [j for j in jobs if j.status == "ok" and np.isfinite(j.metrics.get(metric, math.nan))]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False, sharey=True)
+    fig = Figure(figsize=(3.6 * len(keys), 3.2))
+    axes = fig.subplots(1, len(keys), squeeze=False, sharey=True)
     for ax, key in zip(axes[0], keys):
         values = sorted({j.overrides.get(key, "") for j in jobs}, key=_as_number_or_text)
         numeric = all(isinstance(_as_number_or_text(v)[1], float) for v in values)
@@ -266,7 +254,6 @@ def plot(path: Path, jobs: Sequence[Job], keys: Sequence[str], metric: str) -> N
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _as_number_or_text(value: str) -> tuple[int, float | str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,49 +16,19 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from metalcore.config import CONF, make, one_line_errors
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.errors import UserError
 from metalcore.files import write_json
 from metalcore.launch import local_processes, spawn
+from metalcore.metrics import canonical
 from metalcore.module import GenreClassifier
-from metalcore.report import higher_is_better
 
 log = logging.getLogger("metalcore.train")
-CONF = Path(__file__).resolve().parents[1] / "conf"  # absolute: found whether run as __main__ or imported
-
-
-def best_precision() -> str:
-    """bf16 mixed precision where CUDA supports it, fp16 mixed on older GPUs, fp32 on CPU."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-def direction(metric: str) -> str:
-    """``maximize`` for a score, ``minimize`` for a loss: what a sweeper does with ``optimized_metric``."""
-    return "maximize" if higher_is_better(metric) else "minimize"
-
-
-OmegaConf.register_new_resolver("best_precision", best_precision, replace=True)
-OmegaConf.register_new_resolver("direction", direction, replace=True)
-
-
-def make(node: DictConfig, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` with the cause of a failure surfaced as one line naming the group."""
-    try:
-        return hydra.utils.instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        if isinstance(cause, UserError):
-            raise cause from None
-        key = node._get_full_key(None) or "config"
-        raise UserError(f"{key} ({node.get('_target_')}): {cause}") from None
 
 
 def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
@@ -107,6 +76,23 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
+    """``ckpt_path`` checked before training: a missing file or an absent ``last`` is one clear error.
+
+    Lightning would only warn and train from scratch when ``last`` finds nothing, which is what
+    happens in a new run folder.
+    """
+    if ckpt_path is None:
+        return None
+    folder = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else None
+    if ckpt_path == "last" and not (folder and (folder / "last.ckpt").is_file()):
+        raise UserError(f"ckpt_path=last: no last.ckpt in {folder}; to resume an earlier run give its folder "
+                        f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)")
+    if ckpt_path != "last" and not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return ckpt_path
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
     L.seed_everything(cfg.seed, workers=True)
@@ -118,10 +104,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = make(cfg.trainer, callbacks=callbacks, logger=logger)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg.get("ckpt_path"), trainer))
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
+    val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)[0] \
+        if best else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
     metrics = {
@@ -183,26 +171,17 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
         return None
     if name in metrics["val"]:
         return metrics["val"][name]
-    stage, _, key = name.partition("/")
-    level, key = ("track", key[len("track_"):]) if key.startswith("track_") else ("clip", key)
-    return metrics.get(stage, {}).get(level, {}).get(key)
+    value: Any = metrics
+    for part in canonical(name).split("."):
+        value = value.get(part, {}) if isinstance(value, dict) else {}
+    return value if isinstance(value, float) else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     log_once()
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
+    with one_line_errors(log):
         return optimized_value(cfg, run(cfg))
-    except UserError as err:
-        log.error("%s", err)  # in a sweep, the job's log says why it failed (metalcore.report reads it)
-        if multirun:
-            raise
-        sys.exit(2)
-    except Exception as err:
-        if multirun:
-            log.exception("job failed: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-        raise
 
 
 if __name__ == "__main__":

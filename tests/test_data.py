@@ -329,3 +329,22 @@ def test_datamodule_grouped_by_artist_reports_a_split_it_cannot_fill(prepared, d
 def test_datamodule_refuses_impossible_settings_when_built(tmp_path, kw, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         datamodule(tmp_path, tmp_path, **kw)
+
+
+def test_copies_of_one_song_stay_in_one_split():
+    """Two files with the same audio (an album track and its compilation copy) are one group."""
+    labels = ["metal"] * 12 + ["hardcore"] * 12
+    contents = [f"song{i}" for i in range(24)]
+    contents[1] = contents[0]  # the copy
+    contents[13] = contents[12]
+    for seed in range(10):
+        result = Split("track").assign(labels, [f"a{i}" for i in range(24)], 0.25, 0.25, seed, contents=contents)
+        assert result[0] == result[1] and result[12] == result[13]
+
+
+def test_artist_names_differing_in_case_or_spacing_are_one_artist():
+    labels = ["metal"] * 12 + ["hardcore"] * 12
+    artists = [f"Band{i // 2}" if i % 2 else f" band{i // 2}  " for i in range(24)]  # pairs spelled two ways
+    for seed in range(10):
+        result = Split("artist").assign(labels, artists, 0.25, 0.25, seed)
+        assert all(result[i] == result[i + 1] for i in range(0, 24, 2))

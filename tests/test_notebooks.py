@@ -43,6 +43,6 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, request, cache
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 3, [o.output_type for o in outputs]
+    assert len(images) >= 2, [o.output_type for o in outputs]  # every notebook draws at least two figures
     text = "".join(o.get("text", "") for o in outputs)
     assert "hardcore" in text and "metal" in text

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import run_module
 
-from metalcore import report
+from metalcore import metrics, report
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], track_acc: float | None = None, log: str = "") -> Path:
@@ -98,8 +98,8 @@ def test_sorting_follows_the_metric_direction_and_logged_names_work(seeded_sweep
     by_loss = report.load(seeded_sweep, "val/loss")
     assert [g.values["model"] for g in by_loss.groups] == ["crnn", "cnn"]  # lowest loss first
     assert report.load(seeded_sweep, "test/track_acc").metric == "test.track.acc"
-    assert report.canonical("test/acc") == "test.clip.acc"
-    assert report.higher_is_better("val/track_f1") and not report.higher_is_better("val/loss")
+    assert metrics.canonical("test/acc") == "test.clip.acc"
+    assert metrics.higher_is_better("val/track_f1") and not metrics.higher_is_better("val/loss")
 
 
 def test_per_job_rows_and_plot(seeded_sweep: Path, tmp_path: Path):

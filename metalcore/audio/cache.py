@@ -14,9 +14,7 @@ file lock makes concurrent builds decode each track once between them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import time
@@ -32,7 +30,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, block_peak, read_tags, require_audible, stream
-from metalcore.files import atomic_file, write_json
+from metalcore.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
 STALE_TEMP_SECONDS = 3600  # temp files this old belong to dead writers
@@ -77,12 +75,7 @@ def _read_json(path: Path) -> dict | None:
 
 def write_skipped(path: Path, skipped: Sequence[tuple[Path, str]]) -> None:
     """Write the files a build skipped as CSV (``path,reason``), atomically."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["path", "reason"])
-    writer.writerows((str(source), reason) for source, reason in skipped)
-    with atomic_file(Path(path)) as f:
-        f.write(text.getvalue().encode())
+    write_csv(Path(path), ["path", "reason"], [(str(source), reason) for source, reason in skipped])
 
 
 class AudioCache:

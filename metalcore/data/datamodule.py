@@ -7,7 +7,6 @@ do nothing but slice memory-mapped int16 audio.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 from metalcore.errors import UserError
+from metalcore.files import write_csv
 from metalcore.synth import DemoSet
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,8 @@ class MusicDataModule(LightningDataModule):
             for label in self.classes:
                 if label not in lib.labels:
                     raise UserError(f"class '{label}' has no track that could be decoded")
-            return self.split.assign(lib.labels, lib.artists, self.val_fraction, self.test_fraction, self.seed)
+            return self.split.assign(lib.labels, lib.artists, self.val_fraction, self.test_fraction, self.seed,
+                                     contents=[c.path.name for c in lib.cached])
         except UserError as err:
             if not lib.unreadable:
                 raise
@@ -155,14 +156,10 @@ class MusicDataModule(LightningDataModule):
 
     def write_split(self, path: Path) -> None:
         """One row per track: anyone can check that no track (or artist) sits in two splits."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         lib = self._library
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["split", "class", "artist", "duration_s", "path"])
-            for i in np.argsort(self._splits, kind="stable"):
-                writer.writerow([self._splits[i], lib.labels[i], lib.artists[i],
-                                 f"{lib.cached[i].duration:.2f}", lib.sources[i]])
+        write_csv(path, ["split", "class", "artist", "duration_s", "path"],
+                  [[self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.sources[i]]
+                   for i in np.argsort(self._splits, kind="stable")])
 
     def tracks(self, split: str) -> list[tuple[Path, str]]:
         """(source file, class) of each track in ``split``, in the order of the track index batches carry."""

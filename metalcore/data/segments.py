@@ -105,11 +105,11 @@ class SegmentDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         track, start = key
-        window = np.zeros((self.length, self.channels), dtype=np.float32)
         chunk = self._map(track)[start:start + self.length]
-        window[:len(chunk)] = chunk
-        window *= 1.0 / 32768.0
-        return torch.from_numpy(window.T.copy()), int(self.labels[track]), int(track)
+        audio = torch.from_numpy(np.ascontiguousarray(chunk.T, dtype=np.float32)).mul_(1.0 / 32768.0)
+        if audio.shape[1] < self.length:  # a track shorter than a segment: zero padding at the end
+            audio = torch.nn.functional.pad(audio, (0, self.length - audio.shape[1]))
+        return audio, int(self.labels[track]), int(track)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_maps": {}}

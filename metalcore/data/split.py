@@ -30,14 +30,20 @@ class Split:
             raise UserError(f"data.split.group_by={self.group_by!r} is not one of {GROUPINGS}")
 
     def assign(self, labels: Sequence[str], artists: Sequence[str], val_fraction: float,
-               test_fraction: float, seed: int) -> np.ndarray:
+               test_fraction: float, seed: int, contents: Sequence[str] | None = None) -> np.ndarray:
         """One of ``train``/``val``/``test`` per track, in the order given.
 
+        ``contents`` identifies each file's audio (the cache key): copies of one song, say in an
+        album folder and on a compilation, form one group so they cannot straddle two splits.
+        Artist names are compared case- and space-insensitively ("Band " is "band").
         Groups are shuffled with ``seed`` and placed, largest first, in the split whose quota for the
         group's class is furthest from full; a split left without some class is an error.
         """
         check_fractions(val_fraction, test_fraction)
-        groups = list(range(len(labels))) if self.group_by == "track" else list(artists)
+        if self.group_by == "artist":
+            groups = [" ".join(a.split()).casefold() for a in artists]
+        else:
+            groups = list(contents) if contents is not None else list(range(len(labels)))
         members: dict = defaultdict(list)
         for index, group in enumerate(groups):
             members[group].append(index)

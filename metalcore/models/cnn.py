@@ -25,6 +25,7 @@ class CNN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.cnn.out_channels, num_classes))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
         x = self.conv_dropout(self.cnn(spec)).mean(2)   # (B, C, F'): average over frequency
         x = torch.cat([x.mean(2), x.amax(2)], 1)        # (B, 2C): mean and max over time
         return self.head(x)

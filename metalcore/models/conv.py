@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from metalcore.errors import UserError
@@ -29,6 +28,3 @@ class ConvStack(nn.Sequential):
         super().__init__(*blocks)
         self.out_channels = in_channels
         self.out_mels = n_mels >> len(channels)
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        return super().forward(spec)

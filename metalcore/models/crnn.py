@@ -43,6 +43,7 @@ class CRNN(nn.Module):
         self.head = nn.Sequential(*fc, nn.Dropout(dropout), nn.Linear(fc_hidden or width, num_classes))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
         x = self.conv_dropout(self.cnn(spec))           # (B, C, M', F')
         x = x.permute(0, 3, 1, 2).flatten(2)            # (B, F', C * M'): time first, as the GRU expects
         # cuDNN RNNs compute in fp32 anyway; running the GRU outside autocast keeps every backend happy.

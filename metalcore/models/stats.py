@@ -20,5 +20,6 @@ class MelStats(nn.Module):
         self.head = nn.Sequential(*mlp, nn.Dropout(dropout), nn.Linear(hidden or features, num_classes))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
         mean, std = spec.mean(-1), spec.std(-1)        # (B, C, M) each
         return self.head(torch.cat([mean, std], 1).flatten(1))

@@ -1,0 +1,76 @@
+"""Hydra glue shared by the entry points: building objects from config groups, and clean failures.
+
+Library code never imports Hydra; the commands (train, prepare) build their pieces through
+``make`` so that a bad key or an impossible value reaches the user as one line naming the group,
+and run inside ``one_line_errors`` so that such a line ends a single run with exit status 2
+while a sweep records the job as failed and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from metalcore.errors import UserError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"  # absolute: found whether run as __main__ or imported
+
+
+def best_precision() -> str:
+    """bf16 mixed precision where CUDA runs it natively, fp16 mixed on older GPUs, fp32 on CPU."""
+    import torch  # here, not above: decoding workers import this module and need no torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
+    return "32-true"
+
+
+def direction(metric: str) -> str:
+    """``maximize`` for a score, ``minimize`` for a loss: what a sweeper does with ``optimized_metric``."""
+    from metalcore.metrics import higher_is_better  # torchmetrics only when a sweeper asks
+
+    return "maximize" if higher_is_better(metric) else "minimize"
+
+
+OmegaConf.register_new_resolver("best_precision", best_precision, replace=True)
+OmegaConf.register_new_resolver("direction", direction, replace=True)
+
+
+def make(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with the cause of a failure surfaced as one line naming the group."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, UserError):
+            raise cause from None
+        key = node._get_full_key(None) or "config"
+        raise UserError(f"{key} ({node.get('_target_')}): {cause}") from None
+
+
+@contextmanager
+def one_line_errors(log: logging.Logger) -> Iterator[None]:
+    """A UserError becomes one logged line and exit status 2; in a sweep it is re-raised (after the
+    line, which ``metalcore.report`` reads from the job's log) so Hydra marks the job failed."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        yield
+    except UserError as err:
+        log.error("%s", err)
+        if multirun:
+            raise
+        sys.exit(2)
+    except Exception as err:
+        if multirun:
+            log.exception("job failed: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        raise
