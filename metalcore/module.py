@@ -7,6 +7,7 @@ to rebuild it from the checkpoint alone (class names, sample rate, front-end and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,6 +48,7 @@ class GenreClassifier(LightningModule):
         self.confusion = nn.ModuleDict({"clip": MulticlassConfusionMatrix(n),
                                         "track": MulticlassConfusionMatrix(n, sync_on_compute=False)})
         self.results: dict[str, Any] = {}
+        self._images_logged: Counter[str] = Counter()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> logits ``(batch, classes)``."""
@@ -74,7 +76,7 @@ class GenreClassifier(LightningModule):
         self.pooling[stage].update(probs, labels, tracks)
         if stage == "test":
             self.confusion["clip"].update(probs, labels)
-        if batch_idx == 0 and stage == "val" and self.current_epoch == 0 and not self.trainer.sanity_checking:
+        if stage == "val" and self.current_epoch == 0 and not self.trainer.sanity_checking:
             self._log_spectrograms(spec, labels)
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -123,12 +125,19 @@ class GenreClassifier(LightningModule):
             writer.add_figure(tag, figure, global_step=self.global_step)
 
     def _log_spectrograms(self, spec: torch.Tensor, labels: torch.Tensor) -> None:
+        """The first validation clips of each class (val batches run class by class, so the first
+        batch alone would often show one class only), ``spectrogram_images`` in all."""
         writer = self._tensorboard()
-        if writer is None:
+        per_class = -(-self.spectrogram_images // len(self.classes))
+        if writer is None or sum(self._images_logged.values()) >= per_class * len(self.classes):
             return
-        for i in range(min(self.spectrogram_images, len(spec))):
-            image = spectrogram_image(spec[i, 0].float().cpu().numpy())
-            writer.add_image(f"mel/{i}_{self.classes[int(labels[i])]}", image, self.global_step, dataformats="HW")
+        for i, label in enumerate(labels.tolist()):
+            name = self.classes[label]
+            if self._images_logged[name] < per_class:
+                image = spectrogram_image(spec[i, 0].float().cpu().numpy())
+                writer.add_image(f"mel/{name}_{self._images_logged[name]}", image, self.global_step,
+                                 dataformats="HW")
+                self._images_logged[name] += 1
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from metalcore.data.catalogue import is_audio
+from metalcore.data.catalogue import audio_files
 from metalcore.errors import UserError
 from metalcore import files
 from metalcore.files import atomic_file
@@ -36,8 +36,7 @@ def find_tracks(paths: Sequence[Path]) -> tuple[list[Path], list[Outcome]]:
     empty: list[Outcome] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if is_audio(p)
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = audio_files(path)
             files += found
             if not found:
                 empty.append(Outcome(path, error="no audio files in this folder"))

@@ -107,6 +107,7 @@ def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
     assert {"test/confusion_clip", "test/confusion_track"} <= images
     spectrograms = [tag for tag in images if tag.startswith("mel/")]
     assert 1 <= len(spectrograms) <= 4
+    assert {tag.split("/")[1].rsplit("_", 1)[0] for tag in spectrograms} == {"hardcore", "metal"}  # both classes
     image = events.Images(spectrograms[0])[0]
     assert image.height == 64 and image.width == 2 * 16000 // 256 + 1  # n_mels x frames of one segment
 

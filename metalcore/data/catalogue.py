@@ -36,6 +36,12 @@ def is_audio(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder``, sorted, leaving out hidden files and anything in hidden folders."""
+    return sorted(path for path in folder.rglob("*") if is_audio(path)
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
 def scan(root: Path) -> list[Track]:
     """Every track under ``root``, sorted by path so that everything downstream is reproducible."""
     root = Path(root)
@@ -43,8 +49,7 @@ def scan(root: Path) -> list[Track]:
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
     tracks = [Track(path.resolve(), folder.name, artist_from_name(path))
               for folder in sorted(root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")
-              for path in sorted(folder.rglob("*")) if is_audio(path)
-              and not any(part.startswith(".") for part in path.relative_to(folder).parts)]
+              for path in audio_files(folder)]
     if not tracks:
         raise UserError(f"data.root={root}: no audio files found; {HOW_TO_START}")
     classes = sorted({t.label for t in tracks})

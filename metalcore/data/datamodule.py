@@ -101,6 +101,8 @@ class MusicDataModule(LightningDataModule):
         tracks = scan(self.root)
         result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=progress)
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
+        if self.output_dir is not None:  # the cache's list is shared by every library at this rate
+            write_skipped(self.output_dir / "skipped.csv", result.skipped)
         self.classes = sorted({t.label for t in tracks})
         self.summary = summarise(self.root, tracks, result, self.cache.folder, time.perf_counter() - began)
         return self.summary

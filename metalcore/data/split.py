@@ -68,13 +68,14 @@ class Split:
         keys = {"val": f"data.val_fraction={val_fraction}", "test": f"data.test_fraction={test_fraction}",
                 "train": "the train split"}
         present = {(label, split) for label, split in zip(labels, result)}
+        advice = "" if self.group_by == "track" else ", or split by track (data.split.group_by=track)"
         for label in sorted(totals):
             for split in SPLITS:
                 if (label, split) not in present:
                     raise UserError(
                         f"{keys[split]} leaves the {split} split without any '{label}' track "
                         f"(class '{label}' has {totals[label]} tracks, grouped by {self.group_by}); "
-                        f"add tracks or change the fractions")
+                        f"add tracks or change the fractions{advice}")
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
