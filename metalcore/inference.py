@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from metalcore.audio.decode import DecodeError, block_peak, require_audible, stream
+from metalcore.audio.decode import DecodeError, audible
 from metalcore.errors import UserError
 
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
@@ -201,7 +201,7 @@ def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float |
                         pin_memory=device.type == "cuda")
     starts: list[int] = []
     probs: list[torch.Tensor] = []
-    frames, peak = 0, 0
+    frames = 0
 
     def run(n: int) -> None:
         audio = batch[:n].to(device, non_blocking=True).float().mul_(1.0 / 32768.0)
@@ -209,14 +209,13 @@ def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float |
             probs.append(classifier(audio).cpu())
 
     def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        nonlocal frames, peak
+        nonlocal frames
         for block in blocks:
             frames += len(block)
-            peak = max(peak, block_peak(block))
             yield block
 
     filled = 0
-    for start, window in windows(counted(stream(path, classifier.sample_rate, classifier.channels)), length, hop):
+    for start, window in windows(counted(audible(path, classifier.sample_rate, classifier.channels)), length, hop):
         batch[filled].copy_(torch.from_numpy(window.T))
         starts.append(start)
         filled += 1
@@ -225,7 +224,6 @@ def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float |
             filled = 0
     if filled:
         run(filled)
-    require_audible(path, peak)  # silence gives the model nothing to judge; training refuses it too
     return TrackPrediction(path=path, classes=classifier.classes, duration=frames / classifier.sample_rate,
                            starts=np.asarray(starts, dtype=np.float64) / classifier.sample_rate,
                            segment_seconds=classifier.segment_seconds,

@@ -95,7 +95,7 @@ def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False

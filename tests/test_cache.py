@@ -26,12 +26,12 @@ import json, sys, time
 from pathlib import Path
 import metalcore.audio.cache as cache
 
-real_stream = cache.stream
+real_stream = cache.audible
 def slow_stream(path, sample_rate, channels, block_frames=65536):
     for block in real_stream(path, sample_rate, channels, block_frames=2048):
         time.sleep(float(sys.argv[2]))
         yield block
-cache.stream = slow_stream
+cache.audible = slow_stream
 
 root, delay, *sources = sys.argv[1:]
 result = cache.AudioCache(Path(root), %d, 2).build([Path(s) for s in sources], workers=1)

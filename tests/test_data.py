@@ -300,7 +300,7 @@ def test_second_datamodule_reuses_the_cache_and_the_split(prepared, demo_root, c
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached track was decoded again")
 
-    monkeypatch.setattr(cache_module, "stream", no_decoding)
+    monkeypatch.setattr(cache_module, "audible", no_decoding)
     again = datamodule(demo_root, cache_dir, tmp_path / "same", segment_seconds=0.5)  # segment length: no re-decode
     again.prepare_data()
     again.setup("fit")

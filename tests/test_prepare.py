@@ -243,7 +243,7 @@ def test_broken_files_are_remembered_and_not_decoded_again(tmp_path, monkeypatch
         raise AssertionError(f"{path} was decoded again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(cache_module, "stream", no_decoding)
+        patch.setattr(cache_module, "audible", no_decoding)
         again = cache.build(sources, workers=2)  # nothing to decode: no worker process either
     assert again.skipped == first.skipped and again.decoded == 0
     # a repaired file is new content: decoded

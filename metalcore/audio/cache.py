@@ -29,7 +29,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from metalcore.audio.decode import DecodeError, block_peak, read_tags, require_audible, stream
+from metalcore.audio.decode import DecodeError, audible, read_tags
 from metalcore.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
@@ -166,13 +166,11 @@ class AudioCache:
 
     def _decode(self, source: Path, key: str) -> CachedTrack:
         """Stream-decode into the pcm file, then commit the json that makes the entry valid."""
-        frames, peak = 0, 0
-        with atomic_file(self.folder / f"{key}.pcm") as f:
-            for block in stream(source, self.sample_rate, self.channels):
+        frames = 0
+        with atomic_file(self.folder / f"{key}.pcm") as f:  # a DecodeError, silence too, discards the temp file
+            for block in audible(source, self.sample_rate, self.channels):
                 f.write(block.tobytes())
                 frames += len(block)
-                peak = max(peak, block_peak(block))
-            require_audible(source, peak)  # raising here discards the temp file
         tags = read_tags(source)
         write_json(self.folder / f"{key}.json", {"source": str(source), "frames": frames, "channels": self.channels,
                                                "sample_rate": self.sample_rate, "tags": tags,

@@ -150,6 +150,20 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int,
             yield block[:filled]
 
 
+def audible(path: str | os.PathLike, sample_rate: int, channels: int,
+            block_frames: int = 65536) -> Iterator[np.ndarray]:
+    """``stream``, raising DecodeError after the last block when the whole file was digital silence.
+
+    Every reader (the cache, prediction, ``decode``) goes through here, so a silent file is refused
+    the same way everywhere, without holding the file in memory to find out.
+    """
+    peak = 0
+    for block in stream(path, sample_rate, channels, block_frames):
+        peak = max(peak, block_peak(block))
+        yield block
+    require_audible(path, peak)
+
+
 def require_audible(path: str | os.PathLike, peak: int) -> None:
     """Raise DecodeError when an int16 peak magnitude is below ``SILENCE_DBFS`` (digital silence)."""
     level = 20.0 * math.log10(peak / 32768.0) if peak > 0 else -math.inf
@@ -164,8 +178,7 @@ def block_peak(block: np.ndarray) -> int:
 
 def decode(path: str | os.PathLike, sample_rate: int, channels: int) -> np.ndarray:
     """The whole file as float32 ``[channels, samples]`` in [-1, 1); silent files raise DecodeError."""
-    pcm = np.concatenate(list(stream(path, sample_rate, channels)))
-    require_audible(path, block_peak(pcm))
+    pcm = np.concatenate(list(audible(path, sample_rate, channels)))
     return np.ascontiguousarray(pcm.T, dtype=np.float32) / np.float32(32768.0)
 
 
