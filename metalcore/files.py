@@ -32,10 +32,15 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         tmp.unlink(missing_ok=True)
 
 
+def write_text(path: Path, text: str) -> None:
+    """``text`` as UTF-8, atomically."""
+    with atomic_file(path) as f:
+        f.write(text.encode())
+
+
 def write_json(path: Path, value: Any) -> None:
     """``value`` as indented JSON, atomically (anything JSON cannot hold is written as its str)."""
-    with atomic_file(path) as f:
-        f.write((json.dumps(value, indent=2, default=str) + "\n").encode())
+    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

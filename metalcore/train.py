@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from metalcore.config import CONF, make, one_line_errors
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.errors import UserError
-from metalcore.files import write_json
+from metalcore.files import write_json, write_text
 from metalcore.launch import local_processes, spawn
 from metalcore.metrics import canonical
 from metalcore.module import GenreClassifier
@@ -122,9 +122,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "monitor": {"metric": checkpoint.monitor, "best": float(checkpoint.best_model_score)}
         if checkpoint and checkpoint.best_model_score is not None else None,
         "val": val,
+        # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
+        "environment": {"precision": str(trainer.precision), "accelerator": type(trainer.accelerator).__name__,
+                        "devices": trainer.num_devices, "nodes": trainer.num_nodes, "torch": torch.__version__,
+                        "lightning": L.__version__},
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
+        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if logger:
             finals = {f"hparams/test_{level}_{name}": value for level in ("clip", "track")
                       for name, value in module.results[level].items() if isinstance(value, float)}

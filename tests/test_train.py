@@ -222,3 +222,12 @@ def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_
     metrics = read_metrics(trained_run)
     assert metrics["monitor"]["metric"] == "val/loss"
     assert metrics["val"]["val/loss"] == pytest.approx(metrics["monitor"]["best"], rel=1e-4)
+
+
+def test_the_run_records_the_configuration_it_used(trained_run: Path):
+    """config.yaml has every interpolation resolved: the precision actually chosen, absolute paths."""
+    used = OmegaConf.load(trained_run / "config.yaml")
+    assert used.trainer.precision == "32-true" and used.data.sample_rate == 16000
+    assert "${" not in (trained_run / "config.yaml").read_text()
+    environment = read_metrics(trained_run)["environment"]
+    assert environment["precision"] == "32-true" and environment["accelerator"] == "CPUAccelerator"
