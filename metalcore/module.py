@@ -31,13 +31,14 @@ class GenreClassifier(LightningModule):
     def __init__(self, frontend: nn.Module, net: nn.Module, classes: list[str],
                  optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
                  scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-                 spec: dict | None = None, spectrogram_images: int = 4) -> None:
+                 spec: dict | None = None, spectrogram_images: int = 4, compile_cnn: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
         self.frontend, self.net = frontend, net
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.spectrogram_images = spectrogram_images
+        self.compile_cnn = compile_cnn
         n = len(self.classes)
         self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
@@ -49,6 +50,15 @@ class GenreClassifier(LightningModule):
                                         "track": MulticlassConfusionMatrix(n, sync_on_compute=False)})
         self.results: dict[str, Any] = {}
         self._images_logged: Counter[str] = Counter()
+
+    def configure_model(self) -> None:
+        """``compile_cnn``: compile the network's convolutional stack with ``torch.compile``.
+
+        Only the CNN: graphs break at RNNs (pytorch #167275), and the front-end's STFT stays fp32
+        and eager. Compiled in place, so checkpoints keep their plain parameter names.
+        """
+        if self.compile_cnn and isinstance(getattr(self.net, "cnn", None), nn.Module):
+            self.net.cnn.compile()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> logits ``(batch, classes)``."""

@@ -19,6 +19,7 @@ from metalcore.features import MelFrontend
 from metalcore.models.cnn import CNN
 from metalcore.models.crnn import CRNN
 from metalcore.models.stats import MelStats
+from metalcore.module import GenreClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -192,3 +193,15 @@ def test_config_composes_and_instantiates(overrides, tmp_path):
     with torch.no_grad():
         logits = net.eval()(frontend.eval()(torch.zeros(1, datamodule.channels, samples)))
     assert logits.shape == (1, 2)
+
+
+def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
+    """module.compile_cnn=true: the CNN runs through torch.compile, the GRU and front-end stay eager."""
+    net = CRNN(2, gru_hidden=16)
+    names = list(net.state_dict())
+    module = GenreClassifier(MelFrontend(16000, n_fft=512), net, ["a", "b"], optimizer=torch.optim.Adam,
+                             compile_cnn=True)
+    module.configure_model()
+    assert module.net.cnn._compiled_call_impl is not None
+    assert module.net.gru._compiled_call_impl is None and module.frontend._compiled_call_impl is None
+    assert list(module.net.state_dict()) == names
