@@ -16,8 +16,6 @@ configs may only name ``metalcore`` modules, so opening a checkpoint never runs 
 from __future__ import annotations
 
 import importlib
-import pickle
-import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +99,12 @@ class Classifier(nn.Module):
             raise UserError(f"{path}: checkpoint not found; {CHECKPOINT_HELP}")
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as err:
-            lines = str(err).strip().splitlines() or [type(err).__name__]
-            # a weights-only refusal says why on a later line ("Unsupported global: ...")
-            reason = next((line.strip() for line in lines if "Unsupported global" in line), lines[0])
-            raise UserError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]}); {CHECKPOINT_HELP}") from None
+        except Exception as err:  # noqa: BLE001 - any file can be passed, and torch.load fails in many ways
+            lines = str(err).strip().splitlines() or [""]
+            # a weights-only refusal names the object on a later line ("Unsupported global: GLOBAL x.Y was ...")
+            unsupported = next((line.strip() for line in lines if "Unsupported global" in line), None)
+            reason = unsupported.split(" was not")[0] if unsupported else f"{type(err).__name__}: {lines[0]}"
+            raise UserError(f"{path}: not a readable metalcore checkpoint ({reason[:200]}); {CHECKPOINT_HELP}") from None
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         spec = hparams.get("spec") if isinstance(hparams, dict) else None
         if not isinstance(spec, dict) or not {"classes", "data", "features", "model"} <= set(spec) \

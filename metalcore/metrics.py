@@ -75,7 +75,11 @@ class TrackPooling(Metric):
         self.tracks.append(tracks)
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(track ids, mean probabilities [n, classes], labels)`` for each track seen."""
+        """``(track ids, mean probabilities [n, classes], labels)`` for each track seen.
+
+        Read it through ``pooled_tracks``: torchmetrics squeezes one-element results, so with a single
+        track (a sanity-check batch of 60 clips of one song) the ids and labels would come back 0-d.
+        """
         tracks, probs, labels = (torch.cat(x) if isinstance(x, list) else x
                                  for x in (self.tracks, self.probs, self.labels))
         ids, inverse = torch.unique(tracks, return_inverse=True)
@@ -83,3 +87,9 @@ class TrackPooling(Metric):
         counts = torch.zeros(len(ids), device=probs.device).index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float))
         track_labels = torch.zeros(len(ids), dtype=labels.dtype, device=labels.device).scatter_(0, inverse, labels)
         return ids, sums / counts[:, None], track_labels
+
+
+def pooled_tracks(pooling: TrackPooling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-track probabilities ``(tracks, classes)`` and labels ``(tracks,)``, whatever the count."""
+    _, probs, labels = pooling.compute()
+    return probs.reshape(-1, probs.shape[-1]), labels.reshape(-1)

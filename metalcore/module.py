@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix
 
-from metalcore.metrics import TrackPooling, classification_metrics
+from metalcore.metrics import TrackPooling, classification_metrics, pooled_tracks
 from metalcore.plots import confusion_figure, spectrogram_image
 
 HELD_OUT = ("val", "test")
@@ -40,7 +40,7 @@ class GenreClassifier(LightningModule):
         self.spectrogram_images = spectrogram_images
         self.compile_cnn = compile_cnn
         n = len(self.classes)
-        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.train_metrics = classification_metrics(n)  # on the random training crops
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.track_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.pooling = nn.ModuleDict({s: TrackPooling() for s in HELD_OUT})
@@ -69,10 +69,9 @@ class GenreClassifier(LightningModule):
         audio, labels, _ = batch
         logits = self(audio).float()
         loss = F.cross_entropy(logits, labels)
-        self.train_acc(logits.argmax(-1), labels)
+        self.train_metrics.update(logits.detach().softmax(-1), labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels),
                  sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
@@ -98,7 +97,7 @@ class GenreClassifier(LightningModule):
     # -- epoch ends ------------------------------------------------------------------------------
     def _score(self, stage: str) -> dict[str, dict[str, float]]:
         clip = {k: float(v) for k, v in self.clip_metrics[stage].compute().items()}
-        _, track_probs, track_labels = self.pooling[stage].compute()
+        track_probs, track_labels = pooled_tracks(self.pooling[stage])
         track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
         for metric in (self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
             metric.reset()
@@ -109,6 +108,12 @@ class GenreClassifier(LightningModule):
         if stage == "test":
             self.confusion["track"].update(track_probs, track_labels)
         return {"clip": clip, "track": track}
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's clip metrics on the random training crops (SpecAugment on, dropout active)."""
+        scores = {f"train/{k}": float(v) for k, v in self.train_metrics.compute().items()}
+        self.train_metrics.reset()
+        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._score("val")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from metalcore.audio.encode import write_audio
+from metalcore.errors import UserError
 
 GENRES = ("metal", "hardcore")
 
@@ -297,12 +298,12 @@ class DemoSet:
         if marker.is_file():
             recorded, wanted = json.loads(marker.read_text()), asdict(self)
             if recorded != wanted:
-                raise ValueError(f"{root} holds a demo set made with {json.dumps(recorded, sort_keys=True)}, not the "
+                raise UserError(f"{root} holds a demo set made with {json.dumps(recorded, sort_keys=True)}, not the "
                                  f"requested {json.dumps(wanted, sort_keys=True)}; delete it or point the data config "
                                  "at another folder")
             return True
         if root.exists() and any(root.iterdir()):
-            raise ValueError(f"{root} exists but is not a complete demo set (no .complete marker); "
+            raise UserError(f"{root} exists but is not a complete demo set (no .complete marker); "
                              "delete it or point the data config at another folder")
         return False
 

@@ -32,6 +32,7 @@ def tiny_overrides(cache_dir: Path, *extra: str) -> list[str]:
         "data.sample_rate=16000",
         "data.segment_seconds=2.0",
         "data.segments_per_track=6",
+        "data.batch_size=6",  # as with the defaults (60 clips, batches of 16): a held-out batch of one track
         "data.val_fraction=0.25",
         "data.test_fraction=0.25",
         "data.num_workers=0",

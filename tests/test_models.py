@@ -205,3 +205,15 @@ def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
     assert module.net.cnn._compiled_call_impl is not None
     assert module.net.gru._compiled_call_impl is None and module.frontend._compiled_call_impl is None
     assert list(module.net.state_dict()) == names
+
+
+def test_one_track_pools_into_one_row():
+    """A held-out batch can hold clips of a single track (60 segments per track, batches of 16)."""
+    from metalcore.metrics import TrackPooling, classification_metrics, pooled_tracks
+
+    pooling = TrackPooling()
+    pooling.update(torch.tensor([[0.8, 0.2]] * 16), torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long))
+    probs, labels = pooled_tracks(pooling)
+    assert probs.shape == (1, 2) and labels.shape == (1,)
+    assert torch.allclose(probs, torch.tensor([[0.8, 0.2]]))
+    assert float(classification_metrics(2)(probs, labels)["acc"]) == 1.0

@@ -106,17 +106,19 @@ def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     """Name -> (file, words the one-line message must contain)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "text.ckpt").write_text("not a checkpoint")
+    (folder / "split.csv").write_text("split,class,artist,duration_s,path\ntrain,metal,A,8.00,/x.wav\n")
     torch.save({"weights": torch.zeros(3)}, folder / "plain.pt")
     torch.save({"state_dict": {}, "hyper_parameters": {"spec": {
         "classes": ["a", "b"], "data": {"sample_rate": 16000, "channels": 2, "segment_seconds": 1.0},
         "features": {"_target_": "os.system", "command": "echo hacked"}, "model": {}}}}, folder / "evil.ckpt")
     return {"missing": (folder / "nope.ckpt", "checkpoint not found"),
-            "text": (folder / "text.ckpt", "not a readable PyTorch checkpoint"),
+            "text": (folder / "text.ckpt", "not a readable metalcore checkpoint"),
+            "table": (folder / "split.csv", "not a readable metalcore checkpoint"),
             "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
             "evil": (folder / "evil.ckpt", "not a metalcore module")}
 
 
-@pytest.mark.parametrize("name", ["missing", "text", "plain", "evil"])
+@pytest.mark.parametrize("name", ["missing", "text", "table", "plain", "evil"])
 def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, capsys, name):
     path, words = foreign_checkpoints(tmp_path)[name]
     good = write_audio(tmp_path / "good.wav", songs["metal"], SR)

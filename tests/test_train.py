@@ -92,6 +92,7 @@ def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
     assert {"val/loss", "val/track_f1", "test/acc", "test/track_acc"} <= scalars
     assert any(tag.startswith("train/loss") for tag in scalars)
+    assert {"train/acc", "train/f1", "train/f1_weighted", "train/auroc"} <= set(scalars)  # the training collection
     assert len(events.Scalars("val/loss")) >= 4  # one per epoch
 
     track_acc = read_metrics(trained_run)["test"]["track"]["acc"]
