@@ -98,12 +98,11 @@ def pool_startup(workers: int) -> float:
 
 # -- loaders ---------------------------------------------------------------------------------------
 def cpu_mel():
-    """The study's log-Mel on the CPU: ``(..., samples)`` -> ``(..., n_mels, frames)`` in dB."""
-    import torch
-    from torchaudio import transforms as T
+    """metalcore's own front-end at the study's settings, on the CPU, as inference runs it:
+    ``(batch, channels, samples)`` -> ``(batch, channels, n_mels, frames)``."""
+    from metalcore.features import MelFrontend
 
-    return torch.nn.Sequential(T.MelSpectrogram(RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS),
-                               T.AmplitudeToDB(top_db=80.0))
+    return MelFrontend(RATE, n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP).eval()
 
 
 class NaiveClips:
@@ -128,7 +127,7 @@ class NaiveClips:
         part = audio[:, start:start + self.length]
         clip[:, :part.shape[1]] = part
         with torch.no_grad():
-            return self.mel(torch.from_numpy(clip)), track % 2
+            return self.mel(torch.from_numpy(clip)[None])[0], track % 2
 
 
 def loader_speed(dataset, frames: np.ndarray, per_track: int, workers: int, mel=None) -> float:
