@@ -23,7 +23,7 @@ import torch
 from metalcore.data.catalogue import scan
 from metalcore.errors import UserError
 from metalcore.files import atomic_file, write_csv, write_json
-from metalcore.inference import Classifier, Outcome, predict_files
+from metalcore.inference import Classifier, Outcome, add_model_arguments, classifier_from_args, predict_files
 from metalcore.metrics import classification_metrics
 from metalcore.plots import confusion_figure
 
@@ -122,24 +122,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m metalcore.evaluate",
                                      description="Score a checkpoint on whole tracks: metrics.json, "
                                                  "confusion.png and tracks.csv (worst mistakes first).")
-    parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a .ckpt from a run's checkpoints/ folder")
+    add_model_arguments(parser)
     parser.add_argument("--data-root", type=Path, metavar="DIR",
                         help="evaluate every track of DIR/<class>/ instead of the run's test split")
     parser.add_argument("--output-dir", type=Path, metavar="DIR",
                         help="where to write (default: <run>/evaluation/<checkpoint>-<test|folder name>)")
-    parser.add_argument("--hop", type=float, metavar="SECONDS", help="seconds between segment starts "
-                        "(default: one segment length)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps...")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.hop is not None and args.hop <= 0:
-            raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
-        classifier = Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)
+        classifier = classifier_from_args(args)
         if args.data_root is not None:
             tracks, source = labelled_folder(args.data_root), str(args.data_root)
             name = args.data_root.resolve().name

@@ -15,6 +15,7 @@ configs may only name ``metalcore`` modules, so opening a checkpoint never runs 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -250,3 +251,21 @@ def predict_files(classifier: Classifier, paths: Sequence[Path], hop_seconds: fl
                 yield Outcome(Path(path), predict_track(classifier, path, hop_seconds, batch_size))
             except DecodeError as err:
                 yield Outcome(Path(path), error=err.reason)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every command that runs a checkpoint over tracks takes (predict, evaluate)."""
+    parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a .ckpt from a run's checkpoints/ folder")
+    parser.add_argument("--hop", type=float, metavar="SECONDS",
+                        help="seconds between segment starts (default: one segment length, no overlap)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps...")
+
+
+def classifier_from_args(args: argparse.Namespace) -> Classifier:
+    """The checkpoint named by ``add_model_arguments``' options, after checking them (UserError)."""
+    if args.hop is not None and args.hop <= 0:
+        raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+    return Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)

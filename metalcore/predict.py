@@ -22,7 +22,7 @@ from metalcore.data.catalogue import audio_files
 from metalcore.errors import UserError
 from metalcore import files
 from metalcore.files import atomic_file
-from metalcore.inference import Classifier, Outcome, predict_files
+from metalcore.inference import Classifier, Outcome, add_model_arguments, classifier_from_args, predict_files
 
 OUTPUT_SUFFIXES = (".csv", ".json")
 
@@ -107,16 +107,12 @@ def print_table(records: list[dict], classes: list[str], out: TextIO | None = No
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m metalcore.predict",
                                      description="Label whole tracks with a trained checkpoint.")
-    parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a .ckpt from a run's checkpoints/ folder")
+    add_model_arguments(parser)
     parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
                         help="audio files or folders (searched recursively)")
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the table as .csv or .json")
     parser.add_argument("--segments", action="store_true",
                         help="add every segment's probabilities and start time (a timeline of each track)")
-    parser.add_argument("--hop", type=float, metavar="SECONDS",
-                        help="seconds between segment starts (default: one segment length, no overlap)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps...")
     return parser.parse_args(argv)
 
 
@@ -137,11 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.output is not None and args.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise UserError(f"--output {args.output}: write a .csv or a .json file")
-        if args.hop is not None and args.hop <= 0:
-            raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
-        classifier = Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)
+        classifier = classifier_from_args(args)
         files, empty = find_tracks(args.paths)
         outcomes = [*predict_files(classifier, files, args.hop, args.batch_size), *empty]
     except UserError as err:
