@@ -35,11 +35,15 @@ log = logging.getLogger(__name__)
 class Library:
     """The tracks that decoded, in catalogue order, with what the split and the segments need."""
 
-    sources: list[Path]
     labels: list[str]
     artists: list[str]
     cached: list[CachedTrack]
     unreadable: Counter = field(default_factory=Counter)  # class -> files with no cache entry
+
+    @property
+    def sources(self) -> list[Path]:
+        """The audio files, in catalogue order."""
+        return [c.source for c in self.cached]
 
 
 class MusicDataModule(LightningDataModule):
@@ -75,7 +79,6 @@ class MusicDataModule(LightningDataModule):
         self._library: Library | None = None
         self._splits: np.ndarray | None = None
         self.datasets: dict[str, SegmentDataset] = {}
-        self.assignment: dict[str, np.ndarray] = {}
 
     # -- preparing -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -114,7 +117,7 @@ class MusicDataModule(LightningDataModule):
         rows = [(t, self.cache.lookup(t.path)) for t in tracks]
         unreadable = Counter(t.label for t, c in rows if c is None)
         rows = [(t, c) for t, c in rows if c is not None]
-        return Library(sources=[t.path for t, _ in rows], labels=[t.label for t, _ in rows],
+        return Library(labels=[t.label for t, _ in rows],
                        artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
                        cached=[c for _, c in rows], unreadable=unreadable)
 
@@ -127,7 +130,6 @@ class MusicDataModule(LightningDataModule):
         index = {label: i for i, label in enumerate(self.classes)}
         for name in SPLITS:
             rows = np.flatnonzero(splits == name)
-            self.assignment[name] = rows
             self.datasets[name] = SegmentDataset(
                 paths=np.array([str(lib.cached[i].path) for i in rows]),
                 frames=np.array([lib.cached[i].frames for i in rows], dtype=np.int64),
@@ -160,12 +162,13 @@ class MusicDataModule(LightningDataModule):
         """One row per track: anyone can check that no track (or artist) sits in two splits."""
         lib = self._library
         write_csv(path, ["split", "class", "artist", "duration_s", "path"],
-                  [[self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.sources[i]]
+                  [[self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.cached[i].source]
                    for i in np.argsort(self._splits, kind="stable")])
 
     def tracks(self, split: str) -> list[tuple[Path, str]]:
         """(source file, class) of each track in ``split``, in the order of the track index batches carry."""
-        return [(self._library.sources[i], self._library.labels[i]) for i in self.assignment[split]]
+        lib = self._library
+        return [(lib.cached[i].source, lib.labels[i]) for i in np.flatnonzero(self._splits == split)]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Tracks and clips per split, for metrics.json and the logs."""
