@@ -30,7 +30,7 @@ import numpy as np
 from metalcore.audio.cache import AudioCache, CachedTrack
 from metalcore.audio.decode import decode
 from metalcore.audio.encode import write_audio
-from metalcore.synth import GENRES, render_track
+from metalcore.data.demo import GENRES, render_track
 
 RATE, CHANNELS = 44100, 2
 SEGMENT_SECONDS, BATCH = 5.5, 16
@@ -100,7 +100,7 @@ def pool_startup(workers: int) -> float:
 def cpu_mel():
     """metalcore's own front-end at the study's settings, on the CPU, as inference runs it:
     ``(batch, channels, samples)`` -> ``(batch, channels, n_mels, frames)``."""
-    from metalcore.features import MelFrontend
+    from metalcore.models.frontend import MelFrontend
 
     return MelFrontend(RATE, n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP).eval()
 

@@ -14,7 +14,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from metalcore.config import CONF, make, one_line_errors
+from metalcore.training.config import CONF, make, one_line_errors
 
 log = logging.getLogger("metalcore.prepare")
 

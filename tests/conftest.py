@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from metalcore.synth import DemoSet
+from metalcore.data.demo import DemoSet
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DEMO = DemoSet(tracks_per_class=8, seconds=8.0, seed=0, sample_rate=22050)

@@ -21,7 +21,7 @@ from metalcore.data.catalogue import artist_from_name, scan
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.segments import RandomCrops, SegmentDataset, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 SR = 16000  # the rate tiny_overrides trains at, so these tests and the trained run share one cache entry
 

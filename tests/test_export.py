@@ -12,7 +12,7 @@ from conftest import read_metrics
 from hydra.utils import instantiate
 
 from metalcore import export
-from metalcore.module import GenreClassifier
+from metalcore.training.module import GenreClassifier
 
 
 @pytest.fixture(scope="module")

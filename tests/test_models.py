@@ -14,12 +14,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from metalcore.errors import UserError
-from metalcore.features import MelFrontend
+from metalcore.core.errors import UserError
+from metalcore.models.frontend import MelFrontend
 from metalcore.models.cnn import CNN
 from metalcore.models.crnn import CRNN
 from metalcore.models.stats import MelStats
-from metalcore.module import GenreClassifier
+from metalcore.training.module import GenreClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -209,7 +209,7 @@ def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
 
 def test_one_track_pools_into_one_row():
     """A held-out batch can hold clips of a single track (60 segments per track, batches of 16)."""
-    from metalcore.metrics import TrackPooling, classification_metrics, pooled_tracks
+    from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 
     pooling = TrackPooling()
     pooling.update(torch.tensor([[0.8, 0.2]] * 16), torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long))

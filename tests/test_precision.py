@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from metalcore.features import MelFrontend
+from metalcore.models.frontend import MelFrontend
 from metalcore.models.crnn import CRNN
-from metalcore.module import GenreClassifier
+from metalcore.training.module import GenreClassifier
 
 SR = 16000
 

@@ -22,9 +22,10 @@ from hydra.utils import instantiate
 from metalcore import predict
 from metalcore.audio.decode import decode
 from metalcore.audio.encode import SUFFIXES, write_audio
-from metalcore.inference import Classifier, predict_track, windows
-from metalcore.module import GenreClassifier
-from metalcore.synth import render_track
+from metalcore.inference.checkpoint import Classifier
+from metalcore.inference.tracks import predict_track, windows
+from metalcore.training.module import GenreClassifier
+from metalcore.data.demo import render_track
 
 SR = 22050  # the rate the test tracks are written at; the model decodes them to 16 kHz
 

@@ -22,7 +22,7 @@ from metalcore.audio.encode import write_audio
 from metalcore.data.catalogue import scan
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.split import Split
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 RATE = 16000  # the cache's rate in these tests: small and fast
 

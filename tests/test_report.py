@@ -14,7 +14,8 @@ import pytest
 import yaml
 from conftest import run_module
 
-from metalcore import metrics, report
+from metalcore.evaluation import sweep as report
+from metalcore.training import metrics
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], track_acc: float | None = None, log: str = "") -> Path:

@@ -158,7 +158,7 @@ def test_ddp_on_two_cpu_processes_writes_one_set_of_outputs(tmp_path: Path, cach
     ("auto", 1, {}, 1),
 ])
 def test_metalcore_starts_ddp_processes_only_when_nothing_else_did(monkeypatch, strategy, devices, env, processes):
-    from metalcore.launch import local_processes
+    from metalcore.training.launch import local_processes
 
     for name in ("LOCAL_RANK", "RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS",
                  "SLURM_JOB_NAME", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
@@ -171,20 +171,20 @@ def test_metalcore_starts_ddp_processes_only_when_nothing_else_did(monkeypatch, 
 def test_a_user_error_on_any_rank_reaches_the_entry_point_as_one_line():
     import torch.multiprocessing as mp
 
-    from metalcore.launch import as_user_error
+    from metalcore.training.launch import as_user_error
 
     traceback = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
                  '  File "metalcore/data/split.py", line 70, in assign\n'
-                 "metalcore.errors.UserError: class 'metal' has too few tracks for data.test_fraction=0.25\n")
+                 "metalcore.core.errors.UserError: class 'metal' has too few tracks for data.test_fraction=0.25\n")
     error = as_user_error(mp.ProcessRaisedException(traceback, 1, 4242))
     assert str(error) == "class 'metal' has too few tracks for data.test_fraction=0.25"
-    assert as_user_error(mp.ProcessRaisedException(traceback.replace("metalcore.errors.UserError", "KeyError"),
+    assert as_user_error(mp.ProcessRaisedException(traceback.replace("metalcore.core.errors.UserError", "KeyError"),
                                                    1, 4242)) is None
 
 
 def test_ddp_spawn_is_refused_before_training():
-    from metalcore.errors import UserError
-    from metalcore.launch import local_processes
+    from metalcore.core.errors import UserError
+    from metalcore.training.launch import local_processes
 
     with pytest.raises(UserError, match="trainer.strategy=ddp_spawn .* use trainer.strategy=ddp"):
         local_processes("ddp_spawn", "cpu", 2)
@@ -215,7 +215,7 @@ def compose():
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_into_valid_front_ends(compose, experiment: str):
-    from metalcore.features import MelFrontend
+    from metalcore.models.frontend import MelFrontend
 
     cfg = compose(f"experiment={experiment}")
     params = cfg.hydra.sweeper.get("params") or {}

@@ -9,8 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from metalcore import synth
-from metalcore.synth import GENRES, DemoSet, main, render_track, write_demo_set
+from metalcore.data import demo as demo_module
+from metalcore.data.demo import GENRES, DemoSet, render_track, write_demo_set
+from metalcore.synth import main
 
 SR = 44100
 
@@ -142,11 +143,11 @@ def test_ensure_yields_to_a_writer_that_finished_first(tmp_path: Path, monkeypat
     demo = DemoSet(tracks_per_class=3, seconds=0.5)
 
     def racing(staging: Path, **params: object) -> list[Path]:  # another process completes root meanwhile
-        monkeypatch.setattr(synth, "write_demo_set", write_demo_set)
+        monkeypatch.setattr(demo_module, "write_demo_set", write_demo_set)
         demo.ensure(root)
         return write_demo_set(staging, **params)
 
-    monkeypatch.setattr(synth, "write_demo_set", racing)
+    monkeypatch.setattr(demo_module, "write_demo_set", racing)
     assert demo.ensure(root) == root
     stamp = (root / ".complete").stat().st_mtime_ns
     assert list(tmp_path.iterdir()) == [root] and demo.ensure(root) == root

@@ -21,8 +21,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.errors import UserError
-from metalcore.train import build
+from metalcore.core.errors import UserError
+from metalcore.training.experiment import build
 
 METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
 SPLITS = ("train", "val", "test")
@@ -205,7 +205,7 @@ def test_resuming_needs_a_checkpoint_that_exists(tmp_path: Path):
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from metalcore.train import resume_from
+    from metalcore.training.experiment import resume_from
 
     trainer = Trainer(callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints")], logger=False,
                       enable_progress_bar=False)

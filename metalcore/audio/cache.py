@@ -30,7 +30,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible, read_tags
-from metalcore.files import atomic_file, write_csv, write_json
+from metalcore.core.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
 STALE_TEMP_SECONDS = 3600  # temp files this old belong to dead writers

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalcore.audio.decode import AUDIO_SUFFIXES
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 HOW_TO_START = ("put full tracks in <root>/<class>/ (e.g. data_music/metal/ and data_music/hardcore/), "
                 "or try the synthetic demo: python -m metalcore.train data=synthetic")

@@ -24,9 +24,9 @@ from metalcore.data.catalogue import scan
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
-from metalcore.errors import UserError
-from metalcore.files import write_csv
-from metalcore.synth import DemoSet
+from metalcore.core.errors import UserError
+from metalcore.core.files import write_csv
+from metalcore.data.demo import DemoSet
 
 log = logging.getLogger(__name__)
 

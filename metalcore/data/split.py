@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 SPLITS = ("train", "val", "test")
 GROUPINGS = ("track", "artist")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 
 class ConvStack(nn.Sequential):

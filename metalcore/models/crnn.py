@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 from metalcore.models.conv import ConvStack
 
 POOLINGS = ("mean", "max", "last")

@@ -14,7 +14,7 @@ from torch import nn
 from torchaudio import functional as AF
 from torchaudio import transforms as T
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 
 class MelFrontend(nn.Module):

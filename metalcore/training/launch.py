@@ -26,7 +26,7 @@ from lightning.fabric.plugins.environments import (LSFEnvironment, MPIEnvironmen
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
 
 def launched_externally() -> bool:

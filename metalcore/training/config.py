@@ -21,9 +21,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from metalcore.errors import UserError
+from metalcore.core.errors import UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"  # absolute: found whether run as __main__ or imported
+CONF = Path(__file__).resolve().parents[2] / "conf"  # absolute: found whether run as __main__ or imported
 
 
 def best_precision() -> str:
@@ -37,7 +37,7 @@ def best_precision() -> str:
 
 def direction(metric: str) -> str:
     """``maximize`` for a score, ``minimize`` for a loss: what a sweeper does with ``optimized_metric``."""
-    from metalcore.metrics import higher_is_better  # torchmetrics only when a sweeper asks
+    from metalcore.training.metrics import higher_is_better  # torchmetrics only when a sweeper asks
 
     return "maximize" if higher_is_better(metric) else "minimize"
 

@@ -19,8 +19,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from metalcore.metrics import TrackPooling, classification_metrics, pooled_tracks
-from metalcore.plots import confusion_figure, spectrogram_image
+from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
+from metalcore.training.plots import confusion_figure, spectrogram_image
 
 HELD_OUT = ("val", "test")
 

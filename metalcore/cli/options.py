@@ -1,0 +1,49 @@
+"""Command-line plumbing shared by the commands that run a checkpoint: options, checks, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from metalcore.core.errors import UserError
+from metalcore.inference.checkpoint import Classifier
+
+
+def one_line_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """A command's ``main`` whose UserError becomes ``error: ...`` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint every model command starts from."""
+    parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a .ckpt from a run's checkpoints/ folder")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every command that runs a checkpoint over tracks takes (predict, evaluate)."""
+    add_checkpoint_argument(parser)
+    parser.add_argument("--hop", type=float, metavar="SECONDS",
+                        help="seconds between segment starts (default: one segment length, no overlap)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps...")
+
+
+def classifier_from_args(args: argparse.Namespace) -> Classifier:
+    """The checkpoint named by ``add_model_arguments``' options, after checking them (UserError)."""
+    if args.hop is not None and args.hop <= 0:
+        raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+    return Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)

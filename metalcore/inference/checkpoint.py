@@ -1,0 +1,114 @@
+"""A classifier rebuilt from a checkpoint alone: the piece that predict, evaluate and export share.
+
+A checkpoint carries everything needed to rebuild the classifier (``hyper_parameters.spec``: class
+names, sample rate, channels, segment length, front-end and network configs), so inference needs
+no Hydra config and no data folder. It is read with ``torch.load(weights_only=True)``, and the
+configs may only name ``metalcore`` modules, so opening a checkpoint never runs foreign code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from metalcore.core.errors import UserError
+
+CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
+
+
+def best_device() -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _build(config: dict, what: str, path: Path) -> nn.Module:
+    """Instantiate a ``_target_`` config recorded in a checkpoint; only metalcore modules qualify."""
+    config = dict(config)
+    target = str(config.pop("_target_", ""))
+    module_name, _, class_name = target.rpartition(".")
+    if not module_name.startswith("metalcore."):
+        raise UserError(f"{path}: the checkpoint's {what} is {target or 'missing'}, not a metalcore module; "
+                        f"{CHECKPOINT_HELP}")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"{path}: the checkpoint's {what} {target} does not exist in this version of "
+                        f"metalcore ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise UserError(f"{path}: the checkpoint's {what} {target} is not a network module")
+    try:
+        return cls(**config)
+    except TypeError as err:  # settings renamed or removed since the checkpoint was written
+        raise UserError(f"{path}: the checkpoint's {what} settings do not fit {target} in this version of "
+                        f"metalcore ({err})") from None
+
+
+class Classifier(nn.Module):
+    """Raw audio ``(batch, channels, samples)`` at ``sample_rate`` -> class probabilities ``(batch, classes)``.
+
+    The front-end and network of a trained ``GenreClassifier`` under the same attribute names, so
+    its checkpoint's ``state_dict`` loads as is; always in eval mode (no SpecAugment, no dropout,
+    BatchNorm running statistics).
+    """
+
+    def __init__(self, frontend: nn.Module, net: nn.Module, classes: list[str], sample_rate: int,
+                 channels: int, segment_seconds: float) -> None:
+        super().__init__()
+        self.frontend, self.net = frontend, net
+        self.classes = list(classes)
+        self.sample_rate, self.channels, self.segment_seconds = int(sample_rate), int(channels), float(segment_seconds)
+        self.segment_samples = round(self.segment_seconds * self.sample_rate)
+        self.checkpoint: Path | None = None  # the file it was loaded from
+        self.eval()
+
+    def train(self, mode: bool = True) -> Classifier:
+        return super().train(False)  # inference only: training mode would add SpecAugment and dropout
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, samples)`` float in [-1, 1) -> probabilities ``(batch, classes)`` in fp32."""
+        return self.net(self.frontend(audio)).float().softmax(-1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:
+        """Rebuild from a Lightning checkpoint of ``python -m metalcore.train``; UserError if it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: checkpoint not found; {CHECKPOINT_HELP}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any file can be passed, and torch.load fails in many ways
+            lines = str(err).strip().splitlines() or [""]
+            # a weights-only refusal names the object on a later line ("Unsupported global: GLOBAL x.Y was ...")
+            unsupported = next((line.strip() for line in lines if "Unsupported global" in line), None)
+            reason = unsupported.split(" was not")[0] if unsupported else f"{type(err).__name__}: {lines[0]}"
+            raise UserError(f"{path}: not a readable metalcore checkpoint ({reason[:200]}); {CHECKPOINT_HELP}") from None
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        spec = hparams.get("spec") if isinstance(hparams, dict) else None
+        if not isinstance(spec, dict) or not {"classes", "data", "features", "model"} <= set(spec) \
+                or not isinstance(checkpoint.get("state_dict"), dict):
+            raise UserError(f"{path}: not a metalcore checkpoint (it holds no model spec); {CHECKPOINT_HELP}")
+        data = spec["data"]
+        classifier = cls(_build(spec["features"], "front-end", path), _build(spec["model"], "model", path),
+                         classes=spec["classes"], sample_rate=data["sample_rate"], channels=data["channels"],
+                         segment_seconds=data["segment_seconds"])
+        try:
+            classifier.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as err:
+            raise UserError(f"{path}: the weights do not fit the model the checkpoint describes "
+                            f"({str(err).splitlines()[0]})") from None
+        classifier.checkpoint = path
+        try:
+            return classifier.to(torch.device(device) if device else best_device())
+        except (RuntimeError, AssertionError) as err:  # an unknown device, or CUDA absent
+            raise UserError(f"device {device!r} cannot be used here: {str(err).splitlines()[0]}") from None
