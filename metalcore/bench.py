@@ -51,13 +51,17 @@ def machine() -> str:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         lines = []
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                 platform.processor() or platform.machine())
+    model = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
     import torch
 
     codec = ".".join(map(str, av.library_versions["libavcodec"]))
-    return (f"{model}, {cores()} cores, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, PyAV {av.__version__} (libavcodec {codec})")
+    return (
+        f"{model}, {cores()} cores, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, PyAV {av.__version__} (libavcodec {codec})"
+    )
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -124,8 +128,8 @@ class NaiveClips:
         track, start = key
         audio = decode(self.sources[track], RATE, CHANNELS)  # the whole file, every time
         clip = np.zeros((CHANNELS, self.length), np.float32)
-        part = audio[:, start:start + self.length]
-        clip[:, :part.shape[1]] = part
+        part = audio[:, start : start + self.length]
+        clip[:, : part.shape[1]] = part
         with torch.no_grad():
             return self.mel(torch.from_numpy(clip)[None])[0], track % 2
 
@@ -142,8 +146,7 @@ def loader_speed(dataset, frames: np.ndarray, per_track: int, workers: int, mel=
     from metalcore.data.segments import RandomCrops
 
     sampler = RandomCrops(frames, round(SEGMENT_SECONDS * RATE), per_track, seed=0)
-    loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     if workers:
         next(iter(loader))
     epoch = iter(loader)  # waits for the warm-up's prefetched batches before the clock starts
@@ -158,15 +161,17 @@ def loader_speed(dataset, frames: np.ndarray, per_track: int, workers: int, mel=
     return segments / seconds
 
 
-def measure_loaders(tracks: list[CachedTrack], sources: list[Path], segments: int,
-                    naive_segments: int) -> Iterator[tuple[str, int, float]]:
+def measure_loaders(
+    tracks: list[CachedTrack], sources: list[Path], segments: int, naive_segments: int
+) -> Iterator[tuple[str, int, float]]:
     """(path, workers, segments/s) for the naive path, then the cache, then the cache with a CPU Mel."""
     from metalcore.data.segments import SegmentDataset
 
     length = round(SEGMENT_SECONDS * RATE)
     frames = np.array([t.frames for t in tracks], dtype=np.int64)
-    cached = SegmentDataset(np.array([str(t.path) for t in tracks]), frames, np.arange(len(tracks)) % 2,
-                            CHANNELS, length)
+    cached = SegmentDataset(
+        np.array([str(t.path) for t in tracks]), frames, np.arange(len(tracks)) % 2, CHANNELS, length
+    )
     per_track, naive_per_track = (max(1, -(-n // len(tracks))) for n in (segments, naive_segments))
     for workers in (0, 2):
         yield "naive", workers, loader_speed(NaiveClips(sources, length), frames, naive_per_track, workers)
@@ -175,9 +180,11 @@ def measure_loaders(tracks: list[CachedTrack], sources: list[Path], segments: in
 
 
 # -- report ----------------------------------------------------------------------------------------
-PATHS = {"naive": "naive: decode whole file + CPU Mel per clip",
-         "cache": "cache: memory-mapped int16 slices",
-         "cache+mel": "cache + CPU Mel per batch"}
+PATHS = {
+    "naive": "naive: decode whole file + CPU Mel per clip",
+    "cache": "cache: memory-mapped int16 slices",
+    "cache+mel": "cache + CPU Mel per batch",
+}
 
 
 def verdict(value: float, target: float) -> str:
@@ -201,32 +208,46 @@ def main(argv: list[str] | None = None) -> None:
     print(f"metalcore benchmark on {machine()}")
     if args.quick:
         print("--quick: a check that the benchmark runs; its short tracks make the figures unrepresentative")
-    print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s per format, {RATE / 1000:g} kHz stereo",
-          flush=True)
+    print(
+        f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s per format, {RATE / 1000:g} kHz stereo",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="metalcore-bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "music").mkdir()
         sources = make_sources(tmp / "music", args.tracks, args.seconds, args.workers)
 
-        print(f"\ncache build from cold (decode, resample, write int16), x realtime; {args.workers} workers "
-              f"include starting their processes")
-        print(f"{'format':<6}  {'per core (1 worker)':>19}  {'total (' + str(args.workers) + ' workers)':>19}  "
-              f"target per core")
+        print(
+            f"\ncache build from cold (decode, resample, write int16), x realtime; {args.workers} workers "
+            f"include starting their processes"
+        )
+        print(
+            f"{'format':<6}  {'per core (1 worker)':>19}  {'total (' + str(args.workers) + ' workers)':>19}  "
+            f"target per core"
+        )
         warm: list[CachedTrack] = []
         for suffix in FORMATS:
-            runs = {workers: time_build(sources[suffix], tmp / f"cache{suffix}-{workers}", workers)
-                    for workers in dict.fromkeys((1, args.workers))}
+            runs = {
+                workers: time_build(sources[suffix], tmp / f"cache{suffix}-{workers}", workers)
+                for workers in dict.fromkeys((1, args.workers))
+            }
             cells = {workers: f"{audio / wall:.0f}x in {wall:.2f} s" for workers, (audio, wall, _) in runs.items()}
             audio, wall, tracks = runs[1]
-            print(f"{suffix[1:]:<6}  {cells[1]:>19}  {cells[args.workers]:>19}  {verdict(audio / wall, BUILD_TARGET)}",
-                  flush=True)
+            print(
+                f"{suffix[1:]:<6}  {cells[1]:>19}  {cells[args.workers]:>19}  {verdict(audio / wall, BUILD_TARGET)}",
+                flush=True,
+            )
             warm = tracks if suffix == ".mp3" else warm
         if args.workers > 1:
-            print(f"(the total includes starting {args.workers} worker processes, {pool_startup(args.workers):.2f} s "
-                  f"here: paid once per build, it weighs less on a library longer than this sample)")
+            print(
+                f"(the total includes starting {args.workers} worker processes, {pool_startup(args.workers):.2f} s "
+                f"here: paid once per build, it weighs less on a library longer than this sample)"
+            )
 
-        print(f"\ntraining loader from the warm cache vs the naive path: batch {BATCH}, {SEGMENT_SECONDS:g} s "
-              f"segments at {RATE / 1000:g} kHz stereo, mp3 sources")
+        print(
+            f"\ntraining loader from the warm cache vs the naive path: batch {BATCH}, {SEGMENT_SECONDS:g} s "
+            f"segments at {RATE / 1000:g} kHz stereo, mp3 sources"
+        )
         print(f"{'path':<44}  {'workers':>7}  {'segments/s':>10}  {'x naive':>8}  target")
         naive = {}
         for path, workers, speed in measure_loaders(warm, sources[".mp3"], args.segments, args.naive_segments):
@@ -234,8 +255,10 @@ def main(argv: list[str] | None = None) -> None:
             ratio = speed / naive[workers]
             target = verdict(ratio, LOADER_TARGET) if path == "cache" else ""
             print(f"{PATHS[path]:<44}  {workers:>7}  {speed:>10.1f}  {ratio:>7.1f}x  {target}", flush=True)
-        print("training computes the Mel-spectrogram on the accelerator, so the 'cache' rows are what it waits for;\n"
-              "'cache + CPU Mel' adds the Mel on this CPU, like for like with the naive path (no target)")
+        print(
+            "training computes the Mel-spectrogram on the accelerator, so the 'cache' rows are what it waits for;\n"
+            "'cache + CPU Mel' adds the Mel on this CPU, like for like with the naive path (no target)"
+        )
 
 
 if __name__ == "__main__":

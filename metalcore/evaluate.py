@@ -21,14 +21,24 @@ from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, t
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m metalcore.evaluate",
-                                     description="Score a checkpoint on whole tracks: metrics.json, "
-                                                 "confusion.png and tracks.csv (worst mistakes first).")
+    parser = argparse.ArgumentParser(
+        prog="python -m metalcore.evaluate",
+        description="Score a checkpoint on whole tracks: metrics.json, "
+        "confusion.png and tracks.csv (worst mistakes first).",
+    )
     add_model_arguments(parser)
-    parser.add_argument("--data-root", type=Path, metavar="DIR",
-                        help="evaluate every track of DIR/<class>/ instead of the run's test split")
-    parser.add_argument("--output-dir", type=Path, metavar="DIR",
-                        help="where to write (default: <run>/evaluation/<checkpoint>-<test|folder name>)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="evaluate every track of DIR/<class>/ instead of the run's test split",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write (default: <run>/evaluation/<checkpoint>-<test|folder name>)",
+    )
     return parser.parse_args(argv)
 
 
@@ -47,8 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = metrics["counts"]
     for level in ("clip", "track"):
         m = metrics[level]
-        print(f"{level:>5}: acc {m['acc']:.4f}  f1 {m['f1']:.4f}  auroc {m['auroc']:.4f}  "
-              f"({counts[level + 's']} {level}s)")
+        print(
+            f"{level:>5}: acc {m['acc']:.4f}  f1 {m['f1']:.4f}  auroc {m['auroc']:.4f}  "
+            f"({counts[level + 's']} {level}s)"
+        )
     for failed in metrics["failed"]:
         print(f"skipped {failed['path']}: {failed['error']}", file=sys.stderr)
     print(f"wrote {output_dir}/metrics.json, confusion.png, tracks.csv")

@@ -16,12 +16,19 @@ from metalcore.inference.export import FORMATS, export
 
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metalcore.export", description="Export a checkpoint as one "
-                                     "file: raw audio in, class probabilities out.")
+    parser = argparse.ArgumentParser(
+        prog="python -m metalcore.export",
+        description="Export a checkpoint as one file: raw audio in, class probabilities out.",
+    )
     add_checkpoint_argument(parser)
     parser.add_argument("--format", choices=sorted(FORMATS), default="onnx", help="onnx (default) or torchscript")
-    parser.add_argument("--output", "-o", type=Path, metavar="FILE",
-                        help="where to write (default: beside the checkpoint, <name>.onnx or <name>.torchscript.pt)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        metavar="FILE",
+        help="where to write (default: beside the checkpoint, <name>.onnx or <name>.torchscript.pt)",
+    )
     args = parser.parse_args(argv)
     path = export(args.checkpoint, args.format, args.output)
     print(f"wrote {path}: audio (batch, channels, samples) float32 at the model's rate -> probs (batch, classes)")

@@ -23,14 +23,19 @@ from metalcore.inference.tracks import find_tracks, predict_files
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m metalcore.predict",
-                                     description="Label whole tracks with a trained checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m metalcore.predict", description="Label whole tracks with a trained checkpoint."
+    )
     add_model_arguments(parser)
-    parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
-                        help="audio files or folders (searched recursively)")
+    parser.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH", help="audio files or folders (searched recursively)"
+    )
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the table as .csv or .json")
-    parser.add_argument("--segments", action="store_true",
-                        help="add every segment's probabilities and start time (a timeline of each track)")
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="add every segment's probabilities and start time (a timeline of each track)",
+    )
     return parser.parse_args(argv)
 
 

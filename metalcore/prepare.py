@@ -26,8 +26,10 @@ def main(cfg: DictConfig) -> None:
         print(datamodule.prepare(progress=True), flush=True)
         datamodule.setup()
         counts = ", ".join(f"{name} {c['tracks']}" for name, c in datamodule.counts().items())
-        print(f"split by {datamodule.split.group_by} (seed {datamodule.seed}): {counts} tracks; "
-              f"see {cfg.paths.output_dir}/split.csv")
+        print(
+            f"split by {datamodule.split.group_by} (seed {datamodule.seed}): {counts} tracks; "
+            f"see {cfg.paths.output_dir}/split.csv"
+        )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metalcore.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("multirun_dir", type=Path, help="a sweep folder (the one holding multirun.yaml)")
-    parser.add_argument("--metric", default=DEFAULT_METRIC,
-                        help=f"sort and plot by this (default {DEFAULT_METRIC}; e.g. test.clip.f1, val/track_f1, "
-                             "test/track_acc)")
+    parser.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help=f"sort and plot by this (default {DEFAULT_METRIC}; e.g. test.clip.f1, val/track_f1, test/track_acc)",
+    )
     parser.add_argument("--output", type=Path, help="also write the table as CSV here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the metric against each swept parameter here")
     parser.add_argument("--per-job", action="store_true", help="one row per job instead of pooling seeds")

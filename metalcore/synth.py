@@ -11,8 +11,9 @@ from metalcore.data.demo import write_demo_set
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a demo set into OUT_DIR and print one summary line."""
-    parser = argparse.ArgumentParser(prog="python -m metalcore.data.demo",
-                                     description="Write the synthetic Metal/Hardcore demo set.")
+    parser = argparse.ArgumentParser(
+        prog="python -m metalcore.data.demo", description="Write the synthetic Metal/Hardcore demo set."
+    )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--tracks-per-class", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -21,8 +22,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     files = write_demo_set(args.out_dir, args.tracks_per_class, args.seconds, args.seed, args.sample_rate)
-    print(f"wrote {len(files)} files ({args.tracks_per_class} per genre, {args.seconds:g} s each) "
-          f"to {args.out_dir} in {time.perf_counter() - began:.1f} s")
+    print(
+        f"wrote {len(files)} files ({args.tracks_per_class} per genre, {args.seconds:g} s each) "
+        f"to {args.out_dir} in {time.perf_counter() - began:.1f} s"
+    )
 
 
 if __name__ == "__main__":

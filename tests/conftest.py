@@ -48,11 +48,18 @@ def tiny_overrides(cache_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def run_module(module: str, *args: str, cwd: Path | None = None, env: dict | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m <module> args...`` as a user runs it; output captured as text."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="session")

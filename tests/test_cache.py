@@ -21,7 +21,7 @@ from metalcore.audio.encode import write_audio
 SR = 22050
 
 # A build in a separate process whose decoding is slowed down, so it can be killed or raced.
-BUILD_SCRIPT = """
+BUILD_SCRIPT = f"""
 import json, sys, time
 from pathlib import Path
 import metalcore.audio.cache as cache
@@ -34,9 +34,10 @@ def slow_stream(path, sample_rate, channels, block_frames=65536):
 cache.audible = slow_stream
 
 root, delay, *sources = sys.argv[1:]
-result = cache.AudioCache(Path(root), %d, 2).build([Path(s) for s in sources], workers=1)
-print(json.dumps({"decoded": result.decoded, "tracks": len(result.tracks)}))
-""" % SR
+SR = {SR}
+result = cache.AudioCache(Path(root), SR, 2).build([Path(s) for s in sources], workers=1)
+print(json.dumps({{"decoded": result.decoded, "tracks": len(result.tracks)}}))
+"""
 
 
 def noise(seconds: float, seed: int, rate: int = 44100) -> np.ndarray:
@@ -47,15 +48,21 @@ def noise(seconds: float, seed: int, rate: int = 44100) -> np.ndarray:
 def library(tmp_path) -> list[Path]:
     folder = tmp_path / "lib"
     folder.mkdir()
-    return [write_audio(folder / f"track{i}{suffix}", noise(1.0, i), 44100, tags={"artist": f"band{i}"})
-            for i, suffix in enumerate([".wav", ".flac", ".mp3"])]
+    return [
+        write_audio(folder / f"track{i}{suffix}", noise(1.0, i), 44100, tags={"artist": f"band{i}"})
+        for i, suffix in enumerate([".wav", ".flac", ".mp3"])
+    ]
 
 
 def start_build(root: Path, sources: list[Path], delay: float) -> subprocess.Popen:
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(root), str(delay), *map(str, sources)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", BUILD_SCRIPT, str(root), str(delay), *map(str, sources)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def assert_valid(track: CachedTrack) -> None:

@@ -17,11 +17,11 @@ import torch
 
 import metalcore.audio.cache as cache_module
 from metalcore.audio.cache import AudioCache
+from metalcore.core.errors import UserError
 from metalcore.data.catalogue import artist_from_name, scan
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.segments import RandomCrops, SegmentDataset, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
-from metalcore.core.errors import UserError
 
 SR = 16000  # the rate tiny_overrides trains at, so these tests and the trained run share one cache entry
 
@@ -35,14 +35,23 @@ def touch(path: Path) -> Path:
 
 # -- catalogue ------------------------------------------------------------------------------------
 
+
 def test_catalogue_reads_class_from_folder_and_artist_from_name(tmp_path):
-    tracks = [touch(tmp_path / "metal" / "Frozen Throne - Ninth Gate.mp3"),
-              touch(tmp_path / "metal" / "live" / "1999" / "Frozen Throne - Pale Tower (live).FLAC"),
-              touch(tmp_path / "hardcore" / "Dead Ground - Hold Your Ground.wav"),
-              touch(tmp_path / "hardcore" / "untitled demo.ogg")]
-    for junk in ("metal/.DS_Store", "metal/._Frozen Throne - Ninth Gate.mp3", "metal/cover.jpg",
-                 "metal/.hidden/Frozen Throne - Secret.mp3", "hardcore/notes.txt", ".trash/metal/x.mp3",
-                 "loose file at the root.mp3"):
+    tracks = [
+        touch(tmp_path / "metal" / "Frozen Throne - Ninth Gate.mp3"),
+        touch(tmp_path / "metal" / "live" / "1999" / "Frozen Throne - Pale Tower (live).FLAC"),
+        touch(tmp_path / "hardcore" / "Dead Ground - Hold Your Ground.wav"),
+        touch(tmp_path / "hardcore" / "untitled demo.ogg"),
+    ]
+    for junk in (
+        "metal/.DS_Store",
+        "metal/._Frozen Throne - Ninth Gate.mp3",
+        "metal/cover.jpg",
+        "metal/.hidden/Frozen Throne - Secret.mp3",
+        "hardcore/notes.txt",
+        ".trash/metal/x.mp3",
+        "loose file at the root.mp3",
+    ):
         touch(tmp_path / junk)
 
     found = scan(tmp_path)
@@ -56,8 +65,16 @@ def test_catalogue_reads_class_from_folder_and_artist_from_name(tmp_path):
     assert [t.path for t in found] == sorted(t.path for t in found), "catalogue order must be reproducible"
 
 
-@pytest.mark.parametrize("name, artist", [("A - B.mp3", "A"), ("A - B - C.mp3", "A"), (" - Title.mp3", " - Title"),
-                                          ("Band-Title.mp3", "Band-Title"), ("Some Band  - Song.wav", "Some Band")])
+@pytest.mark.parametrize(
+    "name, artist",
+    [
+        ("A - B.mp3", "A"),
+        ("A - B - C.mp3", "A"),
+        (" - Title.mp3", " - Title"),
+        ("Band-Title.mp3", "Band-Title"),
+        ("Some Band  - Song.wav", "Some Band"),
+    ],
+)
 def test_artist_from_name(name, artist):
     assert artist_from_name(Path(name)) == artist
 
@@ -87,8 +104,9 @@ def _one_class(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("make_root, reason", [(_missing, "does not exist"), (_empty, "no audio files"),
-                                               (_one_class, "only one class")])
+@pytest.mark.parametrize(
+    "make_root, reason", [(_missing, "does not exist"), (_empty, "no audio files"), (_one_class, "only one class")]
+)
 def test_catalogue_errors_say_where_tracks_go_and_how_to_run_the_demo(tmp_path, make_root, reason):
     root = make_root(tmp_path)
     with pytest.raises(UserError) as err:
@@ -136,19 +154,30 @@ def test_split_by_artist_keeps_every_artist_in_one_split():
     assert any(len({s for a, s in zip(ARTISTS, by_track) if a == artist}) > 1 for artist in set(ARTISTS))
 
 
-@pytest.mark.parametrize("group_by, labels, artists, key", [
-    ("track", ["a"] * 10 + ["b"] * 2, [f"x{i}" for i in range(12)], "data.val_fraction=0.1"),
-    ("artist", ["a"] * 10 + ["b"] * 6, [f"x{i}" for i in range(10)] + ["y1", "y2"] * 3, "data.val_fraction=0.1"),
-])
+@pytest.mark.parametrize(
+    "group_by, labels, artists, key",
+    [
+        ("track", ["a"] * 10 + ["b"] * 2, [f"x{i}" for i in range(12)], "data.val_fraction=0.1"),
+        ("artist", ["a"] * 10 + ["b"] * 6, [f"x{i}" for i in range(10)] + ["y1", "y2"] * 3, "data.val_fraction=0.1"),
+    ],
+)
 def test_split_that_leaves_a_class_out_names_the_key(group_by, labels, artists, key):
     with pytest.raises(UserError, match="without any 'b' track") as err:
         Split(group_by).assign(labels, artists, 0.1, 0.2, seed=0)
     assert key in str(err.value) and f"grouped by {group_by}" in str(err.value)
 
 
-@pytest.mark.parametrize("val, test, key", [(0.0, 0.2, "data.val_fraction=0.0"), (0.1, 0.0, "data.test_fraction=0.0"),
-                                            (-0.1, 0.2, "data.val_fraction=-0.1"), (0.1, 1.0, "data.test_fraction=1.0"),
-                                            (0.5, 0.5, "nothing to train on"), (0.6, 0.7, "nothing to train on")])
+@pytest.mark.parametrize(
+    "val, test, key",
+    [
+        (0.0, 0.2, "data.val_fraction=0.0"),
+        (0.1, 0.0, "data.test_fraction=0.0"),
+        (-0.1, 0.2, "data.val_fraction=-0.1"),
+        (0.1, 1.0, "data.test_fraction=1.0"),
+        (0.5, 0.5, "nothing to train on"),
+        (0.6, 0.7, "nothing to train on"),
+    ],
+)
 def test_invalid_fractions_are_refused(val, test, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         check_fractions(val, test)
@@ -228,9 +257,21 @@ PER_TRACK = 3
 
 
 def datamodule(demo_root: Path, cache_dir: Path, output_dir: Path | None = None, **kw) -> MusicDataModule:
-    params = dict(root=str(demo_root), cache_dir=str(cache_dir), sample_rate=SR, channels=2, segment_seconds=1.5,
-                  segments_per_track=PER_TRACK, val_fraction=0.25, test_fraction=0.25, batch_size=5,
-                  num_workers=0, seed=0, output_dir=str(output_dir) if output_dir else None, workers_for_decoding=1)
+    params = dict(
+        root=str(demo_root),
+        cache_dir=str(cache_dir),
+        sample_rate=SR,
+        channels=2,
+        segment_seconds=1.5,
+        segments_per_track=PER_TRACK,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        batch_size=5,
+        num_workers=0,
+        seed=0,
+        output_dir=str(output_dir) if output_dir else None,
+        workers_for_decoding=1,
+    )
     return MusicDataModule(**{**params, **kw})
 
 
@@ -253,11 +294,16 @@ def test_datamodule_counts_tracks_and_clips_per_split(prepared, demo_root):
     assert prepared.classes == ["hardcore", "metal"]
     assert set(counts) == set(SPLITS)
     assert sum(c["tracks"] for c in counts.values()) == len(audio) == 16
-    assert counts == {"train": {"tracks": 8, "clips": 8 * PER_TRACK}, "val": {"tracks": 4, "clips": 4 * PER_TRACK},
-                      "test": {"tracks": 4, "clips": 4 * PER_TRACK}}
+    assert counts == {
+        "train": {"tracks": 8, "clips": 8 * PER_TRACK},
+        "val": {"tracks": 4, "clips": 4 * PER_TRACK},
+        "test": {"tracks": 4, "clips": 4 * PER_TRACK},
+    }
     for split in SPLITS:
-        assert Counter(label for _, label in prepared.tracks(split)) == {"hardcore": counts[split]["tracks"] // 2,
-                                                                        "metal": counts[split]["tracks"] // 2}
+        assert Counter(label for _, label in prepared.tracks(split)) == {
+            "hardcore": counts[split]["tracks"] // 2,
+            "metal": counts[split]["tracks"] // 2,
+        }
 
 
 def test_datamodule_writes_split_csv_with_each_track_once(prepared, demo_root):
@@ -274,8 +320,11 @@ def test_datamodule_writes_split_csv_with_each_track_once(prepared, demo_root):
 
 def test_dataloaders_serve_float_segments_with_their_labels(prepared):
     samples = round(1.5 * SR)
-    for split, loader in (("train", prepared.train_dataloader()), ("val", prepared.val_dataloader()),
-                          ("test", prepared.test_dataloader())):
+    for split, loader in (
+        ("train", prepared.train_dataloader()),
+        ("val", prepared.val_dataloader()),
+        ("test", prepared.test_dataloader()),
+    ):
         seen = Counter()
         for audio, labels, tracks in loader:
             assert audio.dtype == torch.float32 and audio.shape == (len(labels), 2, samples) and len(labels) <= 5
@@ -292,7 +341,7 @@ def test_segments_equal_the_cached_samples(prepared):
     cached = prepared.cache.lookup(source)
     start = 12_345
     audio, _, track = ds[(1, start)]
-    expected = np.asarray(cached.open()[start:start + ds.length]).T / np.float32(32768)
+    expected = np.asarray(cached.open()[start : start + ds.length]).T / np.float32(32768)
     assert track == 1 and torch.equal(audio, torch.from_numpy(expected))
 
 
@@ -321,11 +370,16 @@ def test_datamodule_grouped_by_artist_reports_a_split_it_cannot_fill(prepared, d
         dm.setup("fit")
 
 
-@pytest.mark.parametrize("kw, key", [({"channels": 6}, "data.channels=6"),
-                                     ({"sample_rate": 100}, "data.sample_rate=100"),
-                                     ({"segment_seconds": 0}, "data.segment_seconds=0"),
-                                     ({"segments_per_track": 0}, "data.segments_per_track=0"),
-                                     ({"test_fraction": 0.8}, "data.test_fraction=0.8")])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        ({"channels": 6}, "data.channels=6"),
+        ({"sample_rate": 100}, "data.sample_rate=100"),
+        ({"segment_seconds": 0}, "data.segment_seconds=0"),
+        ({"segments_per_track": 0}, "data.segments_per_track=0"),
+        ({"test_fraction": 0.8}, "data.test_fraction=0.8"),
+    ],
+)
 def test_datamodule_refuses_impossible_settings_when_built(tmp_path, kw, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         datamodule(tmp_path, tmp_path, **kw)

@@ -38,19 +38,29 @@ def write_wav_int16(path: Path, pcm: np.ndarray, rate: int) -> Path:
 
 
 def test_suffixes():
-    assert AUDIO_SUFFIXES == {".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus"}
+    assert {".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus"} == AUDIO_SUFFIXES
 
 
-@pytest.mark.parametrize("name, codec", [
-    ("a.wav", None), ("a.flac", None), ("a.mp3", None), ("aac.m4a", None), ("alac.m4a", "alac"),
-    ("a.ogg", None), ("a.opus", None), ("UPPER.MP3", None), ("UPPER.FLAC", None),
-])
+@pytest.mark.parametrize(
+    "name, codec",
+    [
+        ("a.wav", None),
+        ("a.flac", None),
+        ("a.mp3", None),
+        ("aac.m4a", None),
+        ("alac.m4a", "alac"),
+        ("a.ogg", None),
+        ("a.opus", None),
+        ("UPPER.MP3", None),
+        ("UPPER.FLAC", None),
+    ],
+)
 def test_formats_decode_to_rate_and_channels(tmp_path, name, codec):
     path = write_audio(tmp_path / name, tone([440, 660]), 44100, codec=codec)
     audio = decode(path, SR, 2)
     assert audio.dtype == np.float32 and audio.shape[0] == 2
     assert abs(audio.shape[1] / SR - 1.0) < 0.06  # codec priming/padding only
-    assert -1.0 <= audio.min() and audio.max() < 1.0
+    assert audio.min() >= -1.0 and audio.max() < 1.0
     assert dominant_hz(audio[0], SR) == pytest.approx(440, abs=3)
     assert dominant_hz(audio[1], SR) == pytest.approx(660, abs=3)
     mono = decode(path, SR, 1)
@@ -86,7 +96,7 @@ def test_51_downmix_to_stereo_keeps_sides(tmp_path):
     audio[0] = tone([440])[0]  # front left only
     path = write_audio(tmp_path / "surround.flac", audio, 44100)
     stereo = decode(path, SR, 2)
-    left, right = np.sqrt((stereo ** 2).mean(axis=1))
+    left, right = np.sqrt((stereo**2).mean(axis=1))
     assert left > 0.1 and right < 0.01 * left
     assert dominant_hz(stereo[0], SR) == pytest.approx(440, abs=3)
 
@@ -161,7 +171,7 @@ def test_damaged_files_decode_partially_or_raise_decode_error(tmp_path, suffix, 
         data = data[: len(data) * 2 // 5]
     else:
         third = len(data) // 3
-        data[third:2 * third] = np.random.default_rng(1).bytes(third)
+        data[third : 2 * third] = np.random.default_rng(1).bytes(third)
     path.write_bytes(bytes(data))
     try:
         audio = decode(path, SR, 2)
@@ -192,8 +202,9 @@ def test_decode_error_is_one_line_and_picklable(tmp_path):
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"])
 def test_read_tags(tmp_path, suffix):
     # stereo: FFmpeg's own vorbis encoder writes two channels only
-    path = write_audio(tmp_path / f"t{suffix}", tone([440, 660], 0.5), 44100,
-                       tags={"artist": "Converge", "TITLE": "Jane Doe"})
+    path = write_audio(
+        tmp_path / f"t{suffix}", tone([440, 660], 0.5), 44100, tags={"artist": "Converge", "TITLE": "Jane Doe"}
+    )
     tags = read_tags(path)
     assert tags["artist"] == "Converge"
     assert all(key == key.lower() for key in tags)

@@ -24,9 +24,13 @@ def checkpoint(trained_run) -> Path:
 def lightning_model(checkpoint) -> GenreClassifier:
     """The trained module as Lightning loads it, built from the checkpoint's own configs."""
     spec = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]["spec"]
-    return GenreClassifier.load_from_checkpoint(checkpoint, frontend=instantiate(spec["features"]),
-                                                net=instantiate(spec["model"]), optimizer=None,
-                                                map_location="cpu").eval()
+    return GenreClassifier.load_from_checkpoint(
+        checkpoint,
+        frontend=instantiate(spec["features"]),
+        net=instantiate(spec["model"]),
+        optimizer=None,
+        map_location="cpu",
+    ).eval()
 
 
 def audio_batches() -> list[np.ndarray]:
@@ -39,6 +43,7 @@ def audio_batches() -> list[np.ndarray]:
 
 def run_onnx(path: Path, audio: np.ndarray) -> np.ndarray:
     import onnxruntime
+
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"audio": audio})[0]
 
 
@@ -50,6 +55,7 @@ def run_torchscript(path: Path, audio: np.ndarray) -> np.ndarray:
 def read_metadata(path: Path, fmt: str) -> dict:
     if fmt == "onnx":
         import onnx
+
         return {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
     extra = {"metalcore.json": ""}
     torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -69,7 +75,11 @@ def test_export_matches_the_lightning_model(checkpoint, lightning_model, tmp_pat
         np.testing.assert_allclose(got, expected, atol=1e-4)
     meta = read_metadata(out, fmt)
     assert (meta["classes"], meta["sample_rate"], meta["channels"], meta["segment_seconds"]) == (
-        ["hardcore", "metal"], 16000, 2, 2.0)
+        ["hardcore", "metal"],
+        16000,
+        2,
+        2.0,
+    )
 
 
 def test_export_writes_beside_the_checkpoint_by_default(checkpoint, tmp_path, capsys):

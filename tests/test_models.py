@@ -15,9 +15,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from metalcore.core.errors import UserError
-from metalcore.models.frontend import MelFrontend
 from metalcore.models.cnn import CNN
 from metalcore.models.crnn import CRNN
+from metalcore.models.frontend import MelFrontend
 from metalcore.models.stats import MelStats
 from metalcore.training.module import GenreClassifier
 
@@ -29,8 +29,9 @@ SR = 16000
 def compose_train(*overrides: str, tmp_path: Path):
     """``conf/train.yaml`` with ``overrides``, outputs and cache pointed at ``tmp_path``."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", [*overrides, f"paths.output_dir={tmp_path / 'run'}",
-                                 f"paths.cache_dir={tmp_path / 'cache'}"])
+        return compose(
+            "train", [*overrides, f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+        )
 
 
 def parameters(module: torch.nn.Module) -> int:
@@ -39,9 +40,17 @@ def parameters(module: torch.nn.Module) -> int:
 
 # -- the Mel front-end ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n_mels, n_fft, hop, samples", [(32, 512, 256, 8000), (64, 1024, 512, 16000),
-                                                         (128, 2048, 512, 12345), (64, 1024, None, 4000),
-                                                         (40, 512, 128, 512)])
+
+@pytest.mark.parametrize(
+    "n_mels, n_fft, hop, samples",
+    [
+        (32, 512, 256, 8000),
+        (64, 1024, 512, 16000),
+        (128, 2048, 512, 12345),
+        (64, 1024, None, 4000),
+        (40, 512, 128, 512),
+    ],
+)
 @pytest.mark.parametrize("channels", [1, 2])
 def test_frontend_shape(n_mels, n_fft, hop, samples, channels):
     frontend = MelFrontend(sample_rate=SR, n_mels=n_mels, n_fft=n_fft, hop_length=hop, freq_mask=4, time_mask=4)
@@ -96,6 +105,7 @@ def test_frontend_refuses_other_impossible_settings(kw, key):
 
 # -- networks -------------------------------------------------------------------------------------
 
+
 def spectrogram(batch: int, channels: int, n_mels: int, frames: int) -> torch.Tensor:
     return torch.randn(batch, channels, n_mels, frames, generator=torch.Generator().manual_seed(0))
 
@@ -105,8 +115,15 @@ def spectrogram(batch: int, channels: int, n_mels: int, frames: int) -> torch.Te
 @pytest.mark.parametrize("gru_hidden, gru_layers", [(16, 1), (64, 2)])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_crnn_shape(n_mels, frames, gru_hidden, gru_layers, bidirectional):
-    net = CRNN(num_classes=3, in_channels=2, n_mels=n_mels, channels=(8, 16, 16), gru_hidden=gru_hidden,
-               gru_layers=gru_layers, bidirectional=bidirectional).eval()
+    net = CRNN(
+        num_classes=3,
+        in_channels=2,
+        n_mels=n_mels,
+        channels=(8, 16, 16),
+        gru_hidden=gru_hidden,
+        gru_layers=gru_layers,
+        bidirectional=bidirectional,
+    ).eval()
     assert net.gru.hidden_size == gru_hidden and net.gru.num_layers == gru_layers
     assert net.gru.bidirectional == bidirectional and net.gru.input_size == 16 * (n_mels // 8)
     logits = net(spectrogram(2, 2, n_mels, frames))
@@ -117,15 +134,27 @@ def test_crnn_shape(n_mels, frames, gru_hidden, gru_layers, bidirectional):
 @pytest.mark.parametrize("fc_hidden", [0, 24])
 @pytest.mark.parametrize("in_channels", [1, 2])
 def test_crnn_pooling_head_and_channels(pooling, fc_hidden, in_channels):
-    net = CRNN(num_classes=2, in_channels=in_channels, n_mels=64, channels=(8, 16), gru_hidden=16, pooling=pooling,
-               fc_hidden=fc_hidden).eval()
+    net = CRNN(
+        num_classes=2,
+        in_channels=in_channels,
+        n_mels=64,
+        channels=(8, 16),
+        gru_hidden=16,
+        pooling=pooling,
+        fc_hidden=fc_hidden,
+    ).eval()
     assert net(spectrogram(3, in_channels, 64, 40)).shape == (3, 2)
 
 
-@pytest.mark.parametrize("make", [lambda m, c: CNN(num_classes=c, n_mels=m, channels=(8, 16, 32)),
-                                  lambda m, c: MelStats(num_classes=c, n_mels=m),
-                                  lambda m, c: MelStats(num_classes=c, n_mels=m, hidden=16, dropout=0.1)],
-                         ids=["cnn", "stats", "stats-mlp"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m, c: CNN(num_classes=c, n_mels=m, channels=(8, 16, 32)),
+        lambda m, c: MelStats(num_classes=c, n_mels=m),
+        lambda m, c: MelStats(num_classes=c, n_mels=m, hidden=16, dropout=0.1),
+    ],
+    ids=["cnn", "stats", "stats-mlp"],
+)
 @pytest.mark.parametrize("n_mels", [32, 64, 128])
 @pytest.mark.parametrize("frames", [8, 101])
 def test_baseline_shapes(make, n_mels, frames):
@@ -133,9 +162,14 @@ def test_baseline_shapes(make, n_mels, frames):
     assert net(spectrogram(2, 2, n_mels, frames)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("kw, key", [({"pooling": "attention"}, "model.pooling='attention'"),
-                                     ({"gru_hidden": 0}, "model.gru_hidden=0"),
-                                     ({"n_mels": 4}, "features.n_mels=4 is too few for 3 pooling blocks")])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        ({"pooling": "attention"}, "model.pooling='attention'"),
+        ({"gru_hidden": 0}, "model.gru_hidden=0"),
+        ({"n_mels": 4}, "features.n_mels=4 is too few for 3 pooling blocks"),
+    ],
+)
 def test_crnn_refuses_impossible_settings(kw, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.").replace("(", r"\(")):
         CRNN(num_classes=2, **{"n_mels": 64, **kw})
@@ -199,8 +233,9 @@ def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
     """module.compile_cnn=true: the CNN runs through torch.compile, the GRU and front-end stay eager."""
     net = CRNN(2, gru_hidden=16)
     names = list(net.state_dict())
-    module = GenreClassifier(MelFrontend(16000, n_fft=512), net, ["a", "b"], optimizer=torch.optim.Adam,
-                             compile_cnn=True)
+    module = GenreClassifier(
+        MelFrontend(16000, n_fft=512), net, ["a", "b"], optimizer=torch.optim.Adam, compile_cnn=True
+    )
     module.configure_model()
     assert module.net.cnn._compiled_call_impl is not None
     assert module.net.gru._compiled_call_impl is None and module.frontend._compiled_call_impl is None
@@ -212,7 +247,9 @@ def test_one_track_pools_into_one_row():
     from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 
     pooling = TrackPooling()
-    pooling.update(torch.tensor([[0.8, 0.2]] * 16), torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long))
+    pooling.update(
+        torch.tensor([[0.8, 0.2]] * 16), torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long)
+    )
     probs, labels = pooled_tracks(pooling)
     assert probs.shape == (1, 2) and labels.shape == (1,)
     assert torch.allclose(probs, torch.tensor([[0.8, 0.2]]))

@@ -38,8 +38,9 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, request, cache
     if path.name.startswith("02"):
         monkeypatch.setenv("METALCORE_RUN_DIR", str(request.getfixturevalue("trained_run")))
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from metalcore.models.frontend import MelFrontend
 from metalcore.models.crnn import CRNN
+from metalcore.models.frontend import MelFrontend
 from metalcore.training.module import GenreClassifier
 
 SR = 16000
@@ -26,8 +26,9 @@ def test_a_bf16_mixed_cpu_training_step_keeps_the_front_end_and_gru_in_fp32():
     torch.manual_seed(0)
     frontend = MelFrontend(sample_rate=SR, n_mels=32, n_fft=512, hop_length=256)
     net = CRNN(num_classes=2, in_channels=2, n_mels=32, channels=(8, 16), gru_hidden=16, gru_layers=1)
-    module = GenreClassifier(frontend, net, ["hardcore", "metal"],
-                             optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    module = GenreClassifier(
+        frontend, net, ["hardcore", "metal"], optimizer=functools.partial(torch.optim.AdamW, lr=1e-3)
+    )
     seen: dict[str, torch.dtype] = {}
 
     def record(name: str, tensor: torch.Tensor) -> None:  # a hook returning None changes nothing
@@ -40,8 +41,15 @@ def test_a_bf16_mixed_cpu_training_step_keeps_the_front_end_and_gru_in_fp32():
 
     audio = 0.3 * torch.randn(8, 2, SR)
     loader = DataLoader(TensorDataset(audio, torch.arange(8) % 2, torch.arange(8)), batch_size=8)
-    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=loader)
 
     assert seen == {"frontend": torch.float32, "conv": torch.bfloat16, "gru_input": torch.float32}

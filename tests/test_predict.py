@@ -22,10 +22,10 @@ from hydra.utils import instantiate
 from metalcore import predict
 from metalcore.audio.decode import decode
 from metalcore.audio.encode import SUFFIXES, write_audio
+from metalcore.data.demo import render_track
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import predict_track, windows
 from metalcore.training.module import GenreClassifier
-from metalcore.data.demo import render_track
 
 SR = 22050  # the rate the test tracks are written at; the model decodes them to 16 kHz
 
@@ -54,8 +54,13 @@ def broken_files(folder: Path) -> dict[str, str]:
     (folder / "readme.txt").write_text("not audio either")
     wav = write_audio(folder / "cut.wav", np.zeros((2, 100), np.float32), SR).read_bytes()
     (folder / "header-only.flac").write_bytes(b"fLaC" + wav[4:40])
-    return {"empty.wav": "empty file", "notes.mp3": "not an audio file", "readme.txt": "not an audio file",
-            "header-only.flac": "", "missing.ogg": "file not found"}
+    return {
+        "empty.wav": "empty file",
+        "notes.mp3": "not an audio file",
+        "readme.txt": "not an audio file",
+        "header-only.flac": "",
+        "missing.ogg": "file not found",
+    }
 
 
 def test_every_format_and_broken_files_in_a_clean_directory(tmp_path, checkpoint, songs):
@@ -109,14 +114,27 @@ def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     (folder / "text.ckpt").write_text("not a checkpoint")
     (folder / "split.csv").write_text("split,class,artist,duration_s,path\ntrain,metal,A,8.00,/x.wav\n")
     torch.save({"weights": torch.zeros(3)}, folder / "plain.pt")
-    torch.save({"state_dict": {}, "hyper_parameters": {"spec": {
-        "classes": ["a", "b"], "data": {"sample_rate": 16000, "channels": 2, "segment_seconds": 1.0},
-        "features": {"_target_": "os.system", "command": "echo hacked"}, "model": {}}}}, folder / "evil.ckpt")
-    return {"missing": (folder / "nope.ckpt", "checkpoint not found"),
-            "text": (folder / "text.ckpt", "not a readable metalcore checkpoint"),
-            "table": (folder / "split.csv", "not a readable metalcore checkpoint"),
-            "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
-            "evil": (folder / "evil.ckpt", "not a metalcore module")}
+    torch.save(
+        {
+            "state_dict": {},
+            "hyper_parameters": {
+                "spec": {
+                    "classes": ["a", "b"],
+                    "data": {"sample_rate": 16000, "channels": 2, "segment_seconds": 1.0},
+                    "features": {"_target_": "os.system", "command": "echo hacked"},
+                    "model": {},
+                }
+            },
+        },
+        folder / "evil.ckpt",
+    )
+    return {
+        "missing": (folder / "nope.ckpt", "checkpoint not found"),
+        "text": (folder / "text.ckpt", "not a readable metalcore checkpoint"),
+        "table": (folder / "split.csv", "not a readable metalcore checkpoint"),
+        "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
+        "evil": (folder / "evil.ckpt", "not a metalcore module"),
+    }
 
 
 @pytest.mark.parametrize("name", ["missing", "text", "table", "plain", "evil"])
@@ -130,7 +148,7 @@ def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, caps
 
 
 def test_json_with_a_timeline_covers_the_track_end_to_end(tmp_path, checkpoint, songs, capsys):
-    audio = np.concatenate([songs["hardcore"], songs["metal"][:, :SR * 2]], axis=1)  # 7 s: hardcore, then metal
+    audio = np.concatenate([songs["hardcore"], songs["metal"][:, : SR * 2]], axis=1)  # 7 s: hardcore, then metal
     track = write_audio(tmp_path / "Band - Song.flac", audio, SR)
     out = tmp_path / "predictions.json"
     assert predict.main([str(checkpoint), str(track), "--segments", "--hop", "1.5", "-o", str(out)]) == 0
@@ -158,8 +176,10 @@ def test_json_with_a_timeline_covers_the_track_end_to_end(tmp_path, checkpoint, 
 def test_csv_with_segments_writes_a_timeline_beside_the_table(tmp_path, checkpoint, songs):
     tracks = [write_audio(tmp_path / f"{genre}.wav", audio, SR) for genre, audio in songs.items()]
     out = tmp_path / "table.csv"
-    assert predict.main([str(checkpoint), *map(str, tracks), str(tmp_path / "gone.wav"), "--segments",
-                         "-o", str(out)]) == 0
+    assert (
+        predict.main([str(checkpoint), *map(str, tracks), str(tmp_path / "gone.wav"), "--segments", "-o", str(out)])
+        == 0
+    )
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "label", "confidence", "segments", "duration_s", "p_hardcore", "p_metal", "error"]
@@ -168,11 +188,12 @@ def test_csv_with_segments_writes_a_timeline_beside_the_table(tmp_path, checkpoi
         segments = list(csv.DictReader(f))
     assert list(segments[0]) == ["path", "start_s", "end_s", "label", "p_hardcore", "p_metal"]
     assert [(Path(s["path"]).name, float(s["start_s"])) for s in segments] == [
-        (name, start) for name in ("metal.wav", "hardcore.wav") for start in (0.0, 2.0, 3.0)]
+        (name, start) for name in ("metal.wav", "hardcore.wav") for start in (0.0, 2.0, 3.0)
+    ]
 
 
 def test_a_track_shorter_than_a_segment_is_one_padded_window(tmp_path, classifier, songs):
-    short = write_audio(tmp_path / "short.wav", songs["metal"][:, :SR // 2], SR)
+    short = write_audio(tmp_path / "short.wav", songs["metal"][:, : SR // 2], SR)
     prediction = predict_track(classifier, short)
     assert prediction.segment_probs.shape == (1, 2) and prediction.starts.tolist() == [0.0]
     assert prediction.duration == pytest.approx(0.5)
@@ -181,32 +202,41 @@ def test_a_track_shorter_than_a_segment_is_one_padded_window(tmp_path, classifie
 def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, classifier, checkpoint, songs):
     """predict_track's probabilities are the trained module's own on each window."""
     spec = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["spec"]
-    module = GenreClassifier.load_from_checkpoint(checkpoint, frontend=instantiate(spec["features"]),
-                                                  net=instantiate(spec["model"]), optimizer=None,
-                                                  map_location="cpu").eval()
+    module = GenreClassifier.load_from_checkpoint(
+        checkpoint,
+        frontend=instantiate(spec["features"]),
+        net=instantiate(spec["model"]),
+        optimizer=None,
+        map_location="cpu",
+    ).eval()
     track = write_audio(tmp_path / "song.wav", songs["hardcore"], SR)
     audio = torch.from_numpy(decode(track, 16000, 2))
-    windows_ = torch.stack([audio[:, start:start + 32000] for start in (0, 32000, audio.shape[1] - 32000)])
+    windows_ = torch.stack([audio[:, start : start + 32000] for start in (0, 32000, audio.shape[1] - 32000)])
     with torch.no_grad():
         expected = module(windows_).softmax(-1).numpy()
     assert predict_track(classifier, track).segment_probs == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.parametrize("frames, length, hop, block, starts", [
-    (10, 4, 4, 3, [0, 4, 6]),        # the last window ends at the end of the track
-    (12, 4, 4, 5, [0, 4, 8]),        # an exact fit adds nothing
-    (10, 4, 2, 1, [0, 2, 4, 6]),     # overlapping windows
-    (10, 4, 6, 7, [0, 6]),           # hop longer than a window still reaches the end
-    (3, 4, 4, 2, [0]),               # shorter than a window: one, zero-padded
-])
+@pytest.mark.parametrize(
+    "frames, length, hop, block, starts",
+    [
+        (10, 4, 4, 3, [0, 4, 6]),  # the last window ends at the end of the track
+        (12, 4, 4, 5, [0, 4, 8]),  # an exact fit adds nothing
+        (10, 4, 2, 1, [0, 2, 4, 6]),  # overlapping windows
+        (10, 4, 6, 7, [0, 6]),  # hop longer than a window still reaches the end
+        (3, 4, 4, 2, [0]),  # shorter than a window: one, zero-padded
+    ],
+)
 def test_windows_cover_the_stream(frames, length, hop, block, starts):
     pcm = np.arange(frames * 2, dtype=np.int16).reshape(frames, 2)
-    got = [(start, window.copy()) for start, window in windows((pcm[i:i + block] for i in range(0, frames, block)),
-                                                               length, hop)]
+    got = [
+        (start, window.copy())
+        for start, window in windows((pcm[i : i + block] for i in range(0, frames, block)), length, hop)
+    ]
     assert [start for start, _ in got] == starts
     for start, window in got:
         expected = np.zeros((length, 2), np.int16)
-        expected[:min(length, frames - start)] = pcm[start:start + length]
+        expected[: min(length, frames - start)] = pcm[start : start + length]
         assert np.array_equal(window, expected)
 
 
@@ -215,8 +245,14 @@ def test_an_hour_streams_in_bounded_memory():
     block = np.ones((65536, 2), np.int16)
     hour = 3600 * 44100
     tracemalloc.start()
-    count = sum(1 for _ in windows((block[:min(65536, hour - i)].copy() for i in range(0, hour, 65536)),
-                                   round(5.5 * 44100), round(5.5 * 44100)))
+    count = sum(
+        1
+        for _ in windows(
+            (block[: min(65536, hour - i)].copy() for i in range(0, hour, 65536)),
+            round(5.5 * 44100),
+            round(5.5 * 44100),
+        )
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == int(np.ceil(3600 / 5.5))

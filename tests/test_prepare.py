@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_module
 
 import metalcore.audio.cache as cache_module
-from conftest import run_module
 from metalcore.audio.cache import AudioCache
 from metalcore.audio.encode import write_audio
+from metalcore.core.errors import UserError
 from metalcore.data.catalogue import scan
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.split import Split
-from metalcore.core.errors import UserError
 
 RATE = 16000  # the cache's rate in these tests: small and fast
 
@@ -43,8 +43,14 @@ BROKEN = {
     "hardcore/cut.flac": "corrupt audio data",
     "hardcore/silent.wav": "silent",
 }
-IGNORED = ["metal/.DS_Store", "metal/._Band A - Two.MP3", "hardcore/Thumbs.db", "hardcore/desktop.ini",
-           "metal/.hidden/Ghost - Track.wav", "notes/readme.txt"]
+IGNORED = [
+    "metal/.DS_Store",
+    "metal/._Band A - Two.MP3",
+    "hardcore/Thumbs.db",
+    "hardcore/desktop.ini",
+    "metal/.hidden/Ghost - Track.wav",
+    "notes/readme.txt",
+]
 
 
 def noise(channels: int, seconds: float, rate: int, seed: int) -> np.ndarray:
@@ -75,8 +81,13 @@ def make_ignored(root: Path) -> None:
 
 
 def prepare_args(root: Path, cache: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [f"data.root={root}", f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}",
-            f"data.sample_rate={RATE}", *extra]
+    return [
+        f"data.root={root}",
+        f"paths.cache_dir={cache}",
+        f"hydra.run.dir={run_dir}",
+        f"data.sample_rate={RATE}",
+        *extra,
+    ]
 
 
 def summary_rows(stdout: str) -> dict[str, list[str]]:
@@ -95,8 +106,12 @@ def test_scan_ignores_system_and_hidden_files(tmp_path):
         (tmp_path / spec[0] / spec[1]).write_bytes(b"x")
     make_ignored(tmp_path)
     found = {(t.label, t.path.name, t.artist) for t in scan(tmp_path)}
-    assert found == {("metal", "Band A - One.wav", "Band A"), ("metal", "Band A - Two.MP3", "Band A"),
-                     ("hardcore", "Crew C - Five.m4a", "Crew C"), ("hardcore", "Crew C - Six.ogg", "Crew C")}
+    assert found == {
+        ("metal", "Band A - One.wav", "Band A"),
+        ("metal", "Band A - Two.MP3", "Band A"),
+        ("hardcore", "Crew C - Five.m4a", "Crew C"),
+        ("hardcore", "Crew C - Six.ogg", "Crew C"),
+    }
 
 
 def test_prepare_reports_tracks_cache_and_skipped_files_then_refreshes_incrementally(tmp_path):
@@ -164,18 +179,31 @@ def test_artist_tags_win_over_file_names_when_grouping_by_artist(tmp_path):
     for label in ("metal", "hardcore"):
         (root / label).mkdir(parents=True)
         for k in range(5):  # every file name says "Liar"; the tags name three bands per class
-            write_audio(root / label / f"Liar - Song {k}.flac", noise(2, 0.3, RATE, 10 * len(label) + k), RATE,
-                        tags={"artist": f"{label} band {k % 3}"})
+            write_audio(
+                root / label / f"Liar - Song {k}.flac",
+                noise(2, 0.3, RATE, 10 * len(label) + k),
+                RATE,
+                tags={"artist": f"{label} band {k % 3}"},
+            )
         write_audio(root / label / f"Untagged {label} - Song.flac", noise(2, 0.3, RATE, len(label)), RATE)
-    dm = MusicDataModule(str(root), str(tmp_path / "cache"), sample_rate=RATE, val_fraction=0.2,
-                         test_fraction=0.2, split=Split("artist"), workers_for_decoding=1,
-                         output_dir=str(tmp_path / "run"))
+    dm = MusicDataModule(
+        str(root),
+        str(tmp_path / "cache"),
+        sample_rate=RATE,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        split=Split("artist"),
+        workers_for_decoding=1,
+        output_dir=str(tmp_path / "run"),
+    )
     dm.prepare_data()
     dm.setup()
     with open(tmp_path / "run" / "split.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["artist"] for r in rows} == {f"{c} band {k}" for c in ("metal", "hardcore") for k in range(3)} | {
-        "Untagged metal", "Untagged hardcore"}
+        "Untagged metal",
+        "Untagged hardcore",
+    }
     splits_of = {}
     for r in rows:
         splits_of.setdefault(r["artist"], set()).add(r["split"])
@@ -195,8 +223,10 @@ def test_class_left_too_small_by_skipped_files_is_one_clear_error(tmp_path):
         dm.setup()
     message = str(info.value)
     assert "without any 'metal' track" in message and "\n" not in message
-    assert f"2 files could not be decoded and were left out (2 in 'metal'), see {dm.cache.folder / 'skipped.csv'}" \
+    assert (
+        f"2 files could not be decoded and were left out (2 in 'metal'), see {dm.cache.folder / 'skipped.csv'}"
         in message
+    )
 
     (root / "metal" / "Band - ok.wav").unlink()  # a class with nothing usable left
     dm = MusicDataModule(str(root), str(tmp_path / "cache"), sample_rate=RATE, workers_for_decoding=1)
@@ -209,16 +239,29 @@ def test_training_runs_to_the_end_after_skipping_broken_files(tmp_path):
     root, run_dir = tmp_path / "music", tmp_path / "run"
     for label in ("metal", "hardcore"):
         for k in range(4):
-            make_good(root, (label, f"{label} band {k % 2} - song {k}.wav", 2, RATE, 1.5, None),
-                      10 * len(label) + k)
+            make_good(root, (label, f"{label} band {k % 2} - song {k}.wav", 2, RATE, 1.5, None), 10 * len(label) + k)
     make_broken(root)
-    result = run_module("metalcore.train", f"data.root={root}", "data.demo=null",
-                        f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}",
-                        f"data.sample_rate={RATE}", "data.segment_seconds=1.0", "data.segments_per_track=2",
-                        "data.val_fraction=0.25", "data.test_fraction=0.25", "data.num_workers=0",
-                        "data.workers_for_decoding=1", "features.n_fft=512", "features.hop_length=256",
-                        "model.gru_hidden=16", "trainer=cpu", "trainer.max_epochs=1",
-                        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1")
+    result = run_module(
+        "metalcore.train",
+        f"data.root={root}",
+        "data.demo=null",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        f"data.sample_rate={RATE}",
+        "data.segment_seconds=1.0",
+        "data.segments_per_track=2",
+        "data.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.num_workers=0",
+        "data.workers_for_decoding=1",
+        "features.n_fft=512",
+        "features.hop_length=256",
+        "model.gru_hidden=16",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     for name, reason in BROKEN.items():
@@ -226,8 +269,9 @@ def test_training_runs_to_the_end_after_skipping_broken_files(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert sum(c["tracks"] for c in metrics["counts"].values()) == 8
     with open(run_dir / "split.csv", newline="") as f:
-        assert not any(Path(r["path"]).name in {"empty.wav", "notes.mp3", "cut.flac", "silent.wav"}
-                       for r in csv.DictReader(f))
+        assert not any(
+            Path(r["path"]).name in {"empty.wav", "notes.mp3", "cut.flac", "silent.wav"} for r in csv.DictReader(f)
+        )
     assert os.path.exists(tmp_path / "cache" / f"{RATE}hz-2ch" / "skipped.csv")
 
 

@@ -26,22 +26,29 @@ def make_job(sweep: Path, num: int, overrides: list[str], track_acc: float | Non
     (job / "train.log").write_text(log)
     if track_acc is not None:
         scores = {"acc": track_acc, "f1": track_acc - 0.05, "confusion": [[1, 0], [0, 1]]}
-        metrics = {"test": {"clip": {"acc": track_acc - 0.1, "f1": track_acc - 0.1}, "track": scores},
-                   "val": {"val/loss": 1 - track_acc, "val/track_f1": track_acc}, "epochs": 3}
+        metrics = {
+            "test": {"clip": {"acc": track_acc - 0.1, "f1": track_acc - 0.1}, "track": scores},
+            "val": {"val/loss": 1 - track_acc, "val/track_f1": track_acc},
+            "epochs": 3,
+        }
         (job / "metrics.json").write_text(json.dumps(metrics))
     return job
 
 
 def write_multirun(sweep: Path, task: list[str]) -> None:
     """The part of multirun.yaml the report reads: the basic sweeper and the command-line overrides."""
-    hydra = {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
-             "overrides": {"task": task, "hydra": []}}
+    hydra = {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": task, "hydra": []},
+    }
     (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": hydra, "seed": 0}))
 
 
-FAILED_LOG = ("[2025-01-01 10:00:00,000][metalcore.train][INFO] - starting\n"
-              "[2025-01-01 10:00:01,000][metalcore.train][ERROR] - job failed: RuntimeError: CUDA out of memory\n"
-              "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n")
+FAILED_LOG = (
+    "[2025-01-01 10:00:00,000][metalcore.train][INFO] - starting\n"
+    "[2025-01-01 10:00:01,000][metalcore.train][ERROR] - job failed: RuntimeError: CUDA out of memory\n"
+    "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n"
+)
 
 
 @pytest.fixture
@@ -55,8 +62,13 @@ def seeded_sweep(tmp_path: Path) -> Path:
     for model in ("crnn", "cnn"):
         for seed in (1, 2, 3):
             acc = accs.get((model, seed))
-            make_job(sweep, num, ["data=synthetic", f"model={model}", f"seed={seed}"], acc,
-                     log="" if acc is not None else FAILED_LOG)
+            make_job(
+                sweep,
+                num,
+                ["data=synthetic", f"model={model}", f"seed={seed}"],
+                acc,
+                log="" if acc is not None else FAILED_LOG,
+            )
             num += 1
     return sweep
 

@@ -36,9 +36,17 @@ def table_rows(markdown: str) -> list[list[str]]:
 def grid_sweep(tmp_path_factory, cache_dir: Path, demo_root: Path) -> Path:
     """``-m features.n_mels=32,64 model.gru_hidden=16,32``: four one-epoch jobs."""
     sweep = tmp_path_factory.mktemp("grid")
-    result = run_module("metalcore.train", "-m", *tiny_overrides(
-        cache_dir, f"hydra.sweep.dir={sweep}", "features.n_mels=32,64", "model.gru_hidden=16,32",
-        "trainer.max_epochs=1"))
+    result = run_module(
+        "metalcore.train",
+        "-m",
+        *tiny_overrides(
+            cache_dir,
+            f"hydra.sweep.dir={sweep}",
+            "features.n_mels=32,64",
+            "model.gru_hidden=16,32",
+            "trainer.max_epochs=1",
+        ),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep
 
@@ -48,8 +56,14 @@ def test_every_combination_runs_in_its_own_folder_with_metrics_and_hparams(grid_
 
     jobs = job_dirs(grid_sweep)
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
-    swept = [[o for o in yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text()) if "=" in o and
-              o.split("=")[0] in ("features.n_mels", "model.gru_hidden") and "," not in o] for j in jobs]
+    swept = [
+        [
+            o
+            for o in yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text())
+            if "=" in o and o.split("=")[0] in ("features.n_mels", "model.gru_hidden") and "," not in o
+        ]
+        for j in jobs
+    ]
     assert len({tuple(sorted(set(o))) for o in swept}) == 4
     for job in jobs:
         assert {"acc", "f1", "auroc", "confusion"} <= set(read_metrics(job)["test"]["track"])
@@ -65,8 +79,11 @@ def test_every_combination_runs_in_its_own_folder_with_metrics_and_hparams(grid_
 
 def test_the_sweep_decodes_each_track_once(grid_sweep: Path, cache_dir: Path, demo_root: Path):
     tracks = list(demo_root.glob("*/*.*"))
-    entries = [p for p in (cache_dir / "16000hz-2ch").glob("*.json")
-               if Path(json.loads(p.read_text())["source"]).is_relative_to(demo_root.resolve())]
+    entries = [
+        p
+        for p in (cache_dir / "16000hz-2ch").glob("*.json")
+        if Path(json.loads(p.read_text())["source"]).is_relative_to(demo_root.resolve())
+    ]
     assert len(entries) == len(tracks)  # one cache entry per track, shared by all four jobs
     # whatever was decoded was decoded before the second job started: later jobs only read the cache
     second_job_started = (job_dirs(grid_sweep)[1] / ".hydra" / "config.yaml").stat().st_mtime_ns
@@ -74,11 +91,19 @@ def test_the_sweep_decodes_each_track_once(grid_sweep: Path, cache_dir: Path, de
 
 
 def test_report_tables_and_plots_the_grid(grid_sweep: Path, tmp_path: Path):
-    result = run_module("metalcore.report", str(grid_sweep), "--metric", "test/track_acc",
-                        "--output", str(tmp_path / "table.csv"), "--plot", str(tmp_path / "plot.png"))
+    result = run_module(
+        "metalcore.report",
+        str(grid_sweep),
+        "--metric",
+        "test/track_acc",
+        "--output",
+        str(tmp_path / "table.csv"),
+        "--plot",
+        str(tmp_path / "plot.png"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(result.stdout)
-    header = [line for line in result.stdout.splitlines() if line.startswith("|")][0]
+    header = next(line for line in result.stdout.splitlines() if line.startswith("|"))
     assert len(rows) == 4 and "features.n_mels" in header and "model.gru_hidden" in header
     assert all(row[-1] == "ok" for row in rows)
     with open(tmp_path / "table.csv") as f:
@@ -94,8 +119,15 @@ def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Pat
     """model=cnn,seed,stats (crnn runs in the grid above); n_mels=256 cannot work at n_fft=512."""
     sweep = tmp_path / "baselines"
     overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("model.gru_hidden")]  # no GRU in cnn/stats
-    result = run_module("metalcore.train", "-m", *overrides, f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1",
-                        "model=cnn,seed,stats", "features.n_mels=32,256")
+    result = run_module(
+        "metalcore.train",
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+        "trainer.max_epochs=1",
+        "model=cnn,seed,stats",
+        "features.n_mels=32,256",
+    )
     assert result.returncode != 0  # Hydra raises once at the end, after running every job
     assert len(job_dirs(sweep)) == 6
 
@@ -113,10 +145,19 @@ def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Pat
 def test_optuna_search_runs_two_trials_in_parallel_with_joblib(tmp_path: Path, cache_dir: Path, demo_root: Path):
     """Two trials asked for at once, run by the joblib launcher in two worker processes."""
     sweep = tmp_path / "optuna"
-    result = run_module("metalcore.train", *tiny_overrides(
-        cache_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
-        "trainer.max_epochs=1"))
+    result = run_module(
+        "metalcore.train",
+        *tiny_overrides(
+            cache_dir,
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+            "trainer.max_epochs=1",
+        ),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Directions: ['maximize']" in result.stdout + result.stderr and "Joblib.Parallel(n_jobs=2" in result.stdout
     assert len(job_dirs(sweep)) == 2 and all((j / "metrics.json").is_file() for j in job_dirs(sweep))
@@ -128,8 +169,15 @@ def test_optuna_search_runs_two_trials_in_parallel_with_joblib(tmp_path: Path, c
 def test_ddp_on_two_cpu_processes_writes_one_set_of_outputs(tmp_path: Path, cache_dir: Path, demo_root: Path):
     run_dir = tmp_path / "ddp"
     overrides = [o for o in tiny_overrides(cache_dir) if o != "trainer=cpu"]
-    result = run_module("metalcore.train", *overrides, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                        "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+    result = run_module(
+        "metalcore.train",
+        *overrides,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
@@ -148,20 +196,33 @@ def test_ddp_on_two_cpu_processes_writes_one_set_of_outputs(tmp_path: Path, cach
     assert {p.parent for p in run_dir.rglob("events.out.tfevents.*")} == {run_dir / "tensorboard"}
 
 
-@pytest.mark.parametrize(("strategy", "devices", "env", "processes"), [
-    ("ddp", 2, {}, 2),
-    ("ddp", "0,1,2", {}, 3),
-    ("ddp", [0, 1], {}, 2),
-    ("ddp", 4, {"LOCAL_RANK": "0"}, 1),  # torchrun, or a rank metalcore started: Lightning joins
-    ("ddp", 4, {"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "train"}, 1),  # srun started the ranks
-    (None, 1, {}, 1),
-    ("auto", 1, {}, 1),
-])
+@pytest.mark.parametrize(
+    ("strategy", "devices", "env", "processes"),
+    [
+        ("ddp", 2, {}, 2),
+        ("ddp", "0,1,2", {}, 3),
+        ("ddp", [0, 1], {}, 2),
+        ("ddp", 4, {"LOCAL_RANK": "0"}, 1),  # torchrun, or a rank metalcore started: Lightning joins
+        ("ddp", 4, {"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "train"}, 1),  # srun started the ranks
+        (None, 1, {}, 1),
+        ("auto", 1, {}, 1),
+    ],
+)
 def test_metalcore_starts_ddp_processes_only_when_nothing_else_did(monkeypatch, strategy, devices, env, processes):
     from metalcore.training.launch import local_processes
 
-    for name in ("LOCAL_RANK", "RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS",
-                 "SLURM_JOB_NAME", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+    for name in (
+        "LOCAL_RANK",
+        "RANK",
+        "GROUP_RANK",
+        "LOCAL_WORLD_SIZE",
+        "TORCHELASTIC_RUN_ID",
+        "SLURM_NTASKS",
+        "SLURM_JOB_NAME",
+        "LSB_JOBID",
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -173,20 +234,26 @@ def test_a_user_error_on_any_rank_reaches_the_entry_point_as_one_line():
 
     from metalcore.training.launch import as_user_error
 
-    traceback = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
-                 '  File "metalcore/data/split.py", line 70, in assign\n'
-                 "metalcore.core.errors.UserError: class 'metal' has too few tracks for data.test_fraction=0.25\n")
+    traceback = (
+        "\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
+        '  File "metalcore/data/split.py", line 70, in assign\n'
+        "metalcore.core.errors.UserError: class 'metal' has too few tracks for data.test_fraction=0.25\n"
+    )
     error = as_user_error(mp.ProcessRaisedException(traceback, 1, 4242))
     assert str(error) == "class 'metal' has too few tracks for data.test_fraction=0.25"
-    assert as_user_error(mp.ProcessRaisedException(traceback.replace("metalcore.core.errors.UserError", "KeyError"),
-                                                   1, 4242)) is None
+    assert (
+        as_user_error(
+            mp.ProcessRaisedException(traceback.replace("metalcore.core.errors.UserError", "KeyError"), 1, 4242)
+        )
+        is None
+    )
 
 
 def test_ddp_spawn_is_refused_before_training():
     from metalcore.core.errors import UserError
     from metalcore.training.launch import local_processes
 
-    with pytest.raises(UserError, match="trainer.strategy=ddp_spawn .* use trainer.strategy=ddp"):
+    with pytest.raises(UserError, match=r"trainer.strategy=ddp_spawn .* use trainer.strategy=ddp"):
         local_processes("ddp_spawn", "cpu", 2)
 
 
@@ -229,8 +296,11 @@ def test_every_experiment_composes_into_valid_front_ends(compose, experiment: st
 
 def test_ablation_sweeps_the_issue_grid(compose):
     params = compose("experiment=ablation").hydra.sweeper.params
-    assert dict(params) == {"features.n_mels": "64,96,128", "data.segment_seconds": "3,5.5,10",
-                            "model.gru_hidden": "64,128,256"}
+    assert dict(params) == {
+        "features.n_mels": "64,96,128",
+        "data.segment_seconds": "3,5.5,10",
+        "model.gru_hidden": "64,128,256",
+    }
 
 
 @pytest.mark.parametrize(("metric", "direction"), [("val/track_f1", "maximize"), ("val/loss", "minimize")])
@@ -241,13 +311,20 @@ def test_optuna_direction_follows_the_optimized_metric(compose, metric: str, dir
     assert "features.n_mels" in cfg.hydra.sweeper.params and "module.optimizer.lr" in cfg.hydra.sweeper.params
 
 
-@pytest.mark.parametrize(("override", "target"), [
-    ("hydra/launcher=joblib", "JoblibLauncher"),
-    ("hydra/launcher=slurm", "SlurmLauncher"),
-])
+@pytest.mark.parametrize(
+    ("override", "target"),
+    [
+        ("hydra/launcher=joblib", "JoblibLauncher"),
+        ("hydra/launcher=slurm", "SlurmLauncher"),
+    ],
+)
 def test_launchers_compose(compose, override: str, target: str):
-    pytest.importorskip({"JoblibLauncher": "hydra_plugins.hydra_joblib_launcher",
-                         "SlurmLauncher": "hydra_plugins.hydra_submitit_launcher"}[target])
+    pytest.importorskip(
+        {
+            "JoblibLauncher": "hydra_plugins.hydra_joblib_launcher",
+            "SlurmLauncher": "hydra_plugins.hydra_submitit_launcher",
+        }[target]
+    )
     launcher = compose(override, "experiment=ablation").hydra.launcher
     assert launcher._target_.endswith(target)
     if target == "SlurmLauncher":

@@ -155,8 +155,9 @@ def test_ensure_yields_to_a_writer_that_finished_first(tmp_path: Path, monkeypat
 
 
 def test_cli_writes_the_set_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main([str(tmp_path / "out"), "--tracks-per-class", "2", "--seconds", "0.5", "--seed", "1",
-          "--sample-rate", "22050"])
+    main(
+        [str(tmp_path / "out"), "--tracks-per-class", "2", "--seconds", "0.5", "--seed", "1", "--sample-rate", "22050"]
+    )
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and "4 files" in out and str(tmp_path / "out") in out
     files = sorted((tmp_path / "out").rglob("*.*"))

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from metalcore.data.datamodule import MusicDataModule
 from metalcore.core.errors import UserError
+from metalcore.data.datamodule import MusicDataModule
 from metalcore.training.experiment import build
 
 METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
@@ -36,6 +36,7 @@ def read_split(run_dir: Path) -> list[dict[str, str]]:
 
 # -- what a run writes ----------------------------------------------------------------------------
 
+
 def test_metrics_json_holds_clip_and_track_scores_and_counts(trained_run):
     metrics = read_metrics(trained_run)
     assert metrics["classes"] == ["hardcore", "metal"] and metrics["seed"] == 0
@@ -44,7 +45,7 @@ def test_metrics_json_holds_clip_and_track_scores_and_counts(trained_run):
     assert metrics["counts"] == {s: {"tracks": tracks[s], "clips": tracks[s] * PER_TRACK} for s in SPLITS}
     for level, total in (("clip", tracks["test"] * PER_TRACK), ("track", tracks["test"])):
         scores = metrics["test"][level]
-        assert METRICS <= set(scores), level
+        assert set(scores) >= METRICS, level
         assert all(0 <= scores[name] <= 1 for name in METRICS), scores
         confusion = scores["confusion"]
         assert len(confusion) == len(confusion[0]) == 2 and sum(map(sum, confusion)) == total
@@ -62,15 +63,26 @@ def test_split_csv_puts_each_track_in_exactly_one_split(trained_run, demo_root):
     rows = read_split(trained_run)
     paths = [row["path"] for row in rows]
     assert len(paths) == len(set(paths)) and {Path(p) for p in paths} == {
-        p.resolve() for p in demo_root.rglob("*") if p.suffix in (".wav", ".flac")}
+        p.resolve() for p in demo_root.rglob("*") if p.suffix in (".wav", ".flac")
+    }
     assert {(row["split"], row["class"]) for row in rows} == {(s, c) for s in SPLITS for c in ("hardcore", "metal")}
 
 
 def test_same_seed_gives_the_same_split(trained_run, demo_root, cache_dir, tmp_path):
     """The run's split.csv is what the same data settings and seed give anywhere else."""
-    dm = MusicDataModule(root=str(demo_root), cache_dir=str(cache_dir), sample_rate=16000, segment_seconds=2.0,
-                         segments_per_track=PER_TRACK, val_fraction=0.25, test_fraction=0.25, num_workers=0,
-                         seed=0, output_dir=str(tmp_path), workers_for_decoding=1)
+    dm = MusicDataModule(
+        root=str(demo_root),
+        cache_dir=str(cache_dir),
+        sample_rate=16000,
+        segment_seconds=2.0,
+        segments_per_track=PER_TRACK,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        num_workers=0,
+        seed=0,
+        output_dir=str(tmp_path),
+        workers_for_decoding=1,
+    )
     dm.prepare_data()
     dm.setup("fit")
     assert read_split(tmp_path) == read_split(trained_run)
@@ -98,8 +110,10 @@ def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
     track_acc = read_metrics(trained_run)["test"]["track"]["acc"]
     assert events.Scalars("test/track_acc")[-1].value == pytest.approx(track_acc)
     assert events.Scalars("hparams/test_track_acc")[-1].value == pytest.approx(track_acc)
-    hparams = {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
-               for tag, content in events.PluginTagToContent("hparams").items()}
+    hparams = {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+        for tag, content in events.PluginTagToContent("hparams").items()
+    }
     experiment = hparams["_hparams_/experiment"].experiment
     assert "hparams/test_track_acc" in {info.name.tag for info in experiment.metric_infos}
     session = hparams["_hparams_/session_start_info"].session_start_info.hparams
@@ -126,11 +140,15 @@ def test_hydra_records_the_overrides(trained_run, cache_dir):
 # Trainer.fit (grouped by artist: the tiny set has two bands per class). {tiny} stands for
 # tiny_overrides; {fresh} is an empty cache folder that must stay empty.
 REFUSALS = {
-    "empty data folder": (["data.root={empty}", "paths.cache_dir={fresh}"],
-                          ["data.root={empty}", "no audio files", "data_music/metal/", "data=synthetic"]),
+    "empty data folder": (
+        ["data.root={empty}", "paths.cache_dir={fresh}"],
+        ["data.root={empty}", "no audio files", "data_music/metal/", "data=synthetic"],
+    ),
     "unknown key": (["{tiny}", "data.nonsense=1"], ["Could not override 'data.nonsense'"]),
-    "a split without a class": (["{tiny}", "data.split.group_by=artist"],
-                                ["_fraction=0.25 leaves the", "grouped by artist"]),
+    "a split without a class": (
+        ["{tiny}", "data.split.group_by=artist"],
+        ["_fraction=0.25 leaves the", "grouped by artist"],
+    ),
 }
 
 
@@ -145,8 +163,9 @@ def refusals(trained_run, cache_dir, demo_root, tmp_path_factory) -> dict:
         overrides, expected = REFUSALS[name]
         run_dir = root / name.replace(" ", "-")
         fill = {"empty": root / "empty", "demo": demo_root, "fresh": run_dir / "fresh-cache"}
-        args = [part for o in overrides
-                for part in (tiny_overrides(cache_dir) if o == "{tiny}" else [o.format(**fill)])]
+        args = [
+            part for o in overrides for part in (tiny_overrides(cache_dir) if o == "{tiny}" else [o.format(**fill)])
+        ]
         result = run_module("metalcore.train", *args, f"hydra.run.dir={run_dir}", timeout=120)
         return result, run_dir, [e.format(**fill) for e in expected]
 
@@ -170,15 +189,21 @@ def test_refusal_is_one_clear_message_before_training(refusals, name):
 # seconds); main() turns any UserError into the one line checked above. None of them may decode the
 # library first, except the model's own check, which needs the number of classes.
 CONFIG_ERRORS = {
-    "missing data folder": (["data.root={missing}", "data.demo=null"],
-                            r"data\.root=.*missing: folder does not exist; .*data=synthetic"),
-    "n_fft longer than a segment": (["features.n_fft=65536"],
-                                    r"features\.n_fft=65536 is longer than a segment of 32000 samples"),
+    "missing data folder": (
+        ["data.root={missing}", "data.demo=null"],
+        r"data\.root=.*missing: folder does not exist; .*data=synthetic",
+    ),
+    "n_fft longer than a segment": (
+        ["features.n_fft=65536"],
+        r"features\.n_fft=65536 is longer than a segment of 32000 samples",
+    ),
     "too many Mel bins": (["features.n_mels=256"], r"features\.n_mels=256 is too many for features\.n_fft=512"),
     "no tracks left to train on": (["data.test_fraction=0.8"], r"data\.test_fraction=0\.8 leave nothing to train on"),
     "unknown argument": (["+model.nonsense=1"], r"model \(metalcore\..*unexpected keyword argument 'nonsense'"),
-    "a model that cannot take the segment": (["model.channels=[8,8,8,8,8,8,8,8]", "features.n_mels=256",
-                                              "features.n_fft=4096"], r"data\.segment_seconds=2\.0"),
+    "a model that cannot take the segment": (
+        ["model.channels=[8,8,8,8,8,8,8,8]", "features.n_mels=256", "features.n_fft=4096"],
+        r"data\.segment_seconds=2\.0",
+    ),
 }
 AFTER_DECODING = {"unknown argument", "a model that cannot take the segment"}
 
@@ -189,9 +214,15 @@ def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_p
     decodes = name in AFTER_DECODING  # these use the shared cache, full since the trained run
     fresh = cache_dir if decodes else tmp_path / "fresh-cache"
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [*tiny_overrides(fresh), f"data.root={demo_root}",
-                                f"paths.output_dir={tmp_path / 'run'}",
-                                *(o.format(missing=tmp_path / "missing") for o in overrides)])
+        cfg = compose(
+            "train",
+            [
+                *tiny_overrides(fresh),
+                f"data.root={demo_root}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                *(o.format(missing=tmp_path / "missing") for o in overrides),
+            ],
+        )
     with pytest.raises(UserError, match=message) as err:
         build(cfg)
     assert "\n" not in str(err.value)
@@ -207,11 +238,12 @@ def test_resuming_needs_a_checkpoint_that_exists(tmp_path: Path):
 
     from metalcore.training.experiment import resume_from
 
-    trainer = Trainer(callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints")], logger=False,
-                      enable_progress_bar=False)
+    trainer = Trainer(
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints")], logger=False, enable_progress_bar=False
+    )
     with pytest.raises(UserError, match=r"ckpt_path=last: no last.ckpt .*hydra.run.dir="):
         resume_from("last", trainer)
-    with pytest.raises(UserError, match="ckpt_path=.*nothing.ckpt: no such checkpoint file"):
+    with pytest.raises(UserError, match=r"ckpt_path=.*nothing.ckpt: no such checkpoint file"):
         resume_from(str(tmp_path / "nothing.ckpt"), trainer)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")

@@ -100,8 +100,10 @@ class AudioCache:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         self.memo_dir.mkdir(parents=True, exist_ok=True)
-        write_json(memo_path, {"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                "blake2b": digest.hexdigest()})
+        write_json(
+            memo_path,
+            {"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": digest.hexdigest()},
+        )
         return digest.hexdigest()
 
     def _key(self, source: Path) -> str:
@@ -152,8 +154,9 @@ class AudioCache:
             try:
                 return self._decode(source, key), True
             except DecodeError as err:  # remembered, so an unchanged broken file is not tried every run
-                write_json(self.folder / f"{key}.failed", {"source": str(source), "reason": err.reason,
-                                                           "av": av.__version__})
+                write_json(
+                    self.folder / f"{key}.failed", {"source": str(source), "reason": err.reason, "av": av.__version__}
+                )
                 raise
 
     def remembered_failure(self, source: Path) -> str | None:
@@ -172,9 +175,17 @@ class AudioCache:
                 f.write(block.tobytes())
                 frames += len(block)
         tags = read_tags(source)
-        write_json(self.folder / f"{key}.json", {"source": str(source), "frames": frames, "channels": self.channels,
-                                               "sample_rate": self.sample_rate, "tags": tags,
-                                               "format_version": FORMAT_VERSION})
+        write_json(
+            self.folder / f"{key}.json",
+            {
+                "source": str(source),
+                "frames": frames,
+                "channels": self.channels,
+                "sample_rate": self.sample_rate,
+                "tags": tags,
+                "format_version": FORMAT_VERSION,
+            },
+        )
         return CachedTrack(source, self.folder / f"{key}.pcm", frames, self.channels, self.sample_rate, tags)
 
     def _remove_stale_temps(self) -> None:
@@ -209,8 +220,13 @@ class AudioCache:
         workers = min(workers or os.cpu_count() or 1, len(pending))
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-        with tqdm(total=len(unique), initial=len(found), unit="file", desc=f"decoding to {self.folder.name}",
-                  disable=not (progress and pending)) as bar:
+        with tqdm(
+            total=len(unique),
+            initial=len(found),
+            unit="file",
+            desc=f"decoding to {self.folder.name}",
+            disable=not (progress and pending),
+        ) as bar:
             try:
                 if pool is None:
                     outcomes = map(_build_one, args)
@@ -226,8 +242,11 @@ class AudioCache:
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
-        return BuildResult(tracks={s: found[s] for s in unique if s in found},  # input order
-                           skipped=[(s, reasons[s]) for s in unique if s in reasons], decoded=decoded)
+        return BuildResult(
+            tracks={s: found[s] for s in unique if s in found},  # input order
+            skipped=[(s, reasons[s]) for s in unique if s in reasons],
+            decoded=decoded,
+        )
 
 
 def _build_one(args: tuple[Path, int, int, Path]) -> tuple[Path, CachedTrack | None, bool, str]:

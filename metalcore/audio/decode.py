@@ -116,8 +116,7 @@ def _pcm(container: av.container.InputContainer, sample_rate: int, channels: int
         yield from convert(None)
 
 
-def stream(path: str | os.PathLike, sample_rate: int, channels: int,
-           block_frames: int = 65536) -> Iterator[np.ndarray]:
+def stream(path: str | os.PathLike, sample_rate: int, channels: int, block_frames: int = 65536) -> Iterator[np.ndarray]:
     """Yield int16 blocks of ``block_frames`` frames (the last one shorter), shaped (frames, channels).
 
     Rate and channels are converted by FFmpeg while decoding: more channels are down-mixed, mono is
@@ -137,7 +136,7 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int,
             for pcm in _pcm(container, sample_rate, channels):
                 while len(pcm):
                     n = min(len(pcm), block_frames - filled)
-                    block[filled:filled + n] = pcm[:n]  # broadcasts a mono column to both channels
+                    block[filled : filled + n] = pcm[:n]  # broadcasts a mono column to both channels
                     filled, total, pcm = filled + n, total + n, pcm[n:]
                     if filled == block_frames:
                         yield block
@@ -150,8 +149,9 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int,
             yield block[:filled]
 
 
-def audible(path: str | os.PathLike, sample_rate: int, channels: int,
-            block_frames: int = 65536) -> Iterator[np.ndarray]:
+def audible(
+    path: str | os.PathLike, sample_rate: int, channels: int, block_frames: int = 65536
+) -> Iterator[np.ndarray]:
     """``stream``, raising DecodeError after the last block when the whole file was digital silence.
 
     Every reader (the cache, prediction, ``decode``) goes through here, so a silent file is refused

@@ -17,7 +17,12 @@ _FORMATS: dict[str, tuple[str, str, str, tuple[int, ...] | None]] = {
     ".wav": ("wav", "pcm_s16le", "s16", None),
     ".flac": ("flac", "flac", "s16", None),
     ".mp3": ("mp3", "libmp3lame", "fltp", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)),
-    ".m4a": ("ipod", "aac", "fltp", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)),
+    ".m4a": (
+        "ipod",
+        "aac",
+        "fltp",
+        (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000),
+    ),
     ".ogg": ("ogg", "vorbis", "fltp", None),
     ".opus": ("ogg", "libopus", "flt", (8000, 12000, 16000, 24000, 48000)),
 }
@@ -27,8 +32,14 @@ SUFFIXES = tuple(_FORMATS)
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *,
-                codec: str | None = None, tags: dict[str, str] | None = None) -> Path:
+def write_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    codec: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
     """Encode ``audio`` (float32 ``[channels, samples]`` in [-1, 1]) to ``path``.
 
     The format follows the suffix (any case). ``codec="alac"`` writes Apple Lossless into an
@@ -55,9 +66,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *,
         resampler = av.AudioResampler(format=sample_fmt, layout=stream.layout, rate=out_rate)
         block = sample_rate  # one second per frame keeps memory flat for long tracks
         for start in range(0, audio.shape[1], block):
-            chunk = audio[:, start:start + block]
-            frame = av.AudioFrame.from_ndarray(chunk.T.reshape(1, -1).copy(), format="flt",
-                                               layout=stream.layout)
+            chunk = audio[:, start : start + block]
+            frame = av.AudioFrame.from_ndarray(chunk.T.reshape(1, -1).copy(), format="flt", layout=stream.layout)
             frame.sample_rate = sample_rate
             for out in resampler.resample(frame):
                 container.mux(stream.encode(out))

@@ -34,9 +34,15 @@ def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every command that runs a checkpoint over tracks takes (predict, evaluate)."""
     add_checkpoint_argument(parser)
-    parser.add_argument("--hop", type=float, metavar="SECONDS",
-                        help="seconds between segment starts (default: one segment length, no overlap)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)")
+    parser.add_argument(
+        "--hop",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between segment starts (default: one segment length, no overlap)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="segments per forward pass (default 32)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps...")
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from metalcore.audio.decode import AUDIO_SUFFIXES
 from metalcore.core.errors import UserError
 
-HOW_TO_START = ("put full tracks in <root>/<class>/ (e.g. data_music/metal/ and data_music/hardcore/), "
-                "or try the synthetic demo: python -m metalcore.train data=synthetic")
+HOW_TO_START = (
+    "put full tracks in <root>/<class>/ (e.g. data_music/metal/ and data_music/hardcore/), "
+    "or try the synthetic demo: python -m metalcore.train data=synthetic"
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Track:
 
 
 def artist_from_name(path: Path) -> str:
-    """"Artist - Title.ext" -> "Artist"; a name without the separator is its own artist."""
+    """ "Artist - Title.ext" -> "Artist"; a name without the separator is its own artist."""
     artist, sep, _ = path.stem.partition(" - ")
     return artist.strip() if sep and artist.strip() else path.stem
 
@@ -38,8 +40,11 @@ def is_audio(path: Path) -> bool:
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder``, sorted, leaving out hidden files and anything in hidden folders."""
-    return sorted(path for path in folder.rglob("*") if is_audio(path)
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if is_audio(path) and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
 
 
 def scan(root: Path) -> list[Track]:
@@ -47,13 +52,18 @@ def scan(root: Path) -> list[Track]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
-    tracks = [Track(path.resolve(), folder.name, artist_from_name(path))
-              for folder in sorted(root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")
-              for path in audio_files(folder)]
+    tracks = [
+        Track(path.resolve(), folder.name, artist_from_name(path))
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and not folder.name.startswith(".")
+        for path in audio_files(folder)
+    ]
     if not tracks:
         raise UserError(f"data.root={root}: no audio files found; {HOW_TO_START}")
     classes = sorted({t.label for t in tracks})
     if len(classes) < 2:
-        raise UserError(f"data.root={root}: only one class folder with audio ({classes[0]}); "
-                        f"a classifier needs at least two; {HOW_TO_START}")
+        raise UserError(
+            f"data.root={root}: only one class folder with audio ({classes[0]}); "
+            f"a classifier needs at least two; {HOW_TO_START}"
+        )
     return tracks

@@ -20,13 +20,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from metalcore.audio.cache import AudioCache, CachedTrack, write_skipped
+from metalcore.core.errors import UserError
+from metalcore.core.files import write_csv
 from metalcore.data.catalogue import scan
+from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
-from metalcore.core.errors import UserError
-from metalcore.core.files import write_csv
-from metalcore.data.demo import DemoSet
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,34 @@ class Library:
 class MusicDataModule(LightningDataModule):
     """Full tracks in ``root/<class>/`` served as fixed-length stereo segments, split by track."""
 
-    def __init__(self, root: str, cache_dir: str, sample_rate: int = 44100, channels: int = 2,
-                 segment_seconds: float = 5.5, segments_per_track: int = 60, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, split: Split | None = None, batch_size: int = 16,
-                 num_workers: int = 4, seed: int = 0, output_dir: str | None = None,
-                 demo: DemoSet | None = None, workers_for_decoding: int = 0) -> None:
+    def __init__(
+        self,
+        root: str,
+        cache_dir: str,
+        sample_rate: int = 44100,
+        channels: int = 2,
+        segment_seconds: float = 5.5,
+        segments_per_track: int = 60,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split: Split | None = None,
+        batch_size: int = 16,
+        num_workers: int = 4,
+        seed: int = 0,
+        output_dir: str | None = None,
+        demo: DemoSet | None = None,
+        workers_for_decoding: int = 0,
+    ) -> None:
         super().__init__()
         if channels not in (1, 2):
             raise UserError(f"data.channels={channels} must be 1 (mono) or 2 (stereo)")
         if sample_rate < 1000:
             raise UserError(f"data.sample_rate={sample_rate} is too low for music")
         if segment_seconds <= 0 or segments_per_track < 1 or batch_size < 1:
-            raise UserError(f"data.segment_seconds={segment_seconds}, data.segments_per_track="
-                            f"{segments_per_track} and data.batch_size={batch_size} must be positive")
+            raise UserError(
+                f"data.segment_seconds={segment_seconds}, data.segments_per_track="
+                f"{segments_per_track} and data.batch_size={batch_size} must be positive"
+            )
         check_fractions(val_fraction, test_fraction)
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
@@ -117,9 +132,12 @@ class MusicDataModule(LightningDataModule):
         rows = [(t, self.cache.lookup(t.path)) for t in tracks]
         unreadable = Counter(t.label for t, c in rows if c is None)
         rows = [(t, c) for t, c in rows if c is not None]
-        return Library(labels=[t.label for t, _ in rows],
-                       artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
-                       cached=[c for _, c in rows], unreadable=unreadable)
+        return Library(
+            labels=[t.label for t, _ in rows],
+            artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
+            cached=[c for _, c in rows],
+            unreadable=unreadable,
+        )
 
     # -- splitting -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -134,7 +152,9 @@ class MusicDataModule(LightningDataModule):
                 paths=np.array([str(lib.cached[i].path) for i in rows]),
                 frames=np.array([lib.cached[i].frames for i in rows], dtype=np.int64),
                 labels=np.array([index[lib.labels[i]] for i in rows], dtype=np.int64),
-                channels=self.channels, length=self.segment_samples)
+                channels=self.channels,
+                length=self.segment_samples,
+            )
         self._library = lib
         self._splits = splits
         if self.output_dir is not None and (self.trainer is None or self.trainer.is_global_zero):
@@ -149,21 +169,34 @@ class MusicDataModule(LightningDataModule):
             for label in self.classes:
                 if label not in lib.labels:
                     raise UserError(f"class '{label}' has no track that could be decoded")
-            return self.split.assign(lib.labels, lib.artists, self.val_fraction, self.test_fraction, self.seed,
-                                     contents=[c.path.name for c in lib.cached])
+            return self.split.assign(
+                lib.labels,
+                lib.artists,
+                self.val_fraction,
+                self.test_fraction,
+                self.seed,
+                contents=[c.path.name for c in lib.cached],
+            )
         except UserError as err:
             if not lib.unreadable:
                 raise
             lost = ", ".join(f"{n} in '{label}'" for label, n in sorted(lib.unreadable.items()))
-            raise UserError(f"{err}; {sum(lib.unreadable.values())} files could not be decoded and were left "
-                            f"out ({lost}), see {skipped_csv}") from None
+            raise UserError(
+                f"{err}; {sum(lib.unreadable.values())} files could not be decoded and were left "
+                f"out ({lost}), see {skipped_csv}"
+            ) from None
 
     def write_split(self, path: Path) -> None:
         """One row per track: anyone can check that no track (or artist) sits in two splits."""
         lib = self._library
-        write_csv(path, ["split", "class", "artist", "duration_s", "path"],
-                  [[self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.cached[i].source]
-                   for i in np.argsort(self._splits, kind="stable")])
+        write_csv(
+            path,
+            ["split", "class", "artist", "duration_s", "path"],
+            [
+                [self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.cached[i].source]
+                for i in np.argsort(self._splits, kind="stable")
+            ],
+        )
 
     def tracks(self, split: str) -> list[tuple[Path, str]]:
         """(source file, class) of each track in ``split``, in the order of the track index batches carry."""
@@ -172,21 +205,27 @@ class MusicDataModule(LightningDataModule):
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Tracks and clips per split, for metrics.json and the logs."""
-        return {name: {"tracks": len(ds), "clips": len(ds) * self.segments_per_track}
-                for name, ds in self.datasets.items()}
+        return {
+            name: {"tracks": len(ds), "clips": len(ds) * self.segments_per_track} for name, ds in self.datasets.items()
+        }
 
     # -- serving ---------------------------------------------------------------------------------
     def _loader(self, split: str, sampler) -> DataLoader:
         if self.trainer is not None and self.trainer.world_size > 1:  # DDP: each rank reads its share
             sampler = Shard(sampler, self.trainer.global_rank, self.trainer.world_size, even=split == "train")
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available(), drop_last=False)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
-        return self._loader("train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track,
-                                                 self.seed))
+        return self._loader("train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self._grid("val"))
@@ -195,5 +234,7 @@ class MusicDataModule(LightningDataModule):
         return self._loader("test", self._grid("test"))
 
     def _grid(self, split: str) -> list[tuple[int, int]]:
-        return [tuple(row) for row in grid(self.datasets[split].frames, self.segment_samples,
-                                           self.segments_per_track).tolist()]
+        return [
+            tuple(row)
+            for row in grid(self.datasets[split].frames, self.segment_samples, self.segments_per_track).tolist()
+        ]

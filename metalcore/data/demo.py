@@ -28,22 +28,50 @@ GENRES = ("metal", "hardcore")
 _BAR = 16  # steps per bar: 4/4 on a 16th-note grid
 _SCALES = ((0, 2, 3, 5, 7, 8, 10), (0, 1, 3, 5, 7, 8, 10), (0, 2, 3, 5, 7, 8, 11))  # minor, phrygian, harmonic minor
 # guitar articulation -> (amplitude, decay seconds, brightness: saw/square share against a triangle)
-_ARTICULATIONS = {"rest": (0.0, 0.05, 1.0), "tremolo": (1.0, 0.12, 1.0), "chug": (1.0, 0.06, 0.35),
-                  "open": (1.0, 0.9, 1.0)}
+_ARTICULATIONS = {
+    "rest": (0.0, 0.05, 1.0),
+    "tremolo": (1.0, 0.12, 1.0),
+    "chug": (1.0, 0.06, 0.35),
+    "open": (1.0, 0.9, 1.0),
+}
 # genre -> (first words, second words) of invented band names and of song titles; distinct per genre
 _BANDS = {
-    "metal": (("Frozen", "Ashen", "Nocturnal", "Obsidian", "Grave", "Iron", "Cryptic", "Winter", "Hollow", "Funeral"),
-              ("Throne", "Veil", "Pyre", "Dominion", "Spire", "Wraith", "Oath", "Serpent", "Eclipse")),
-    "hardcore": (("Concrete", "Broken", "Second", "Dead", "Final", "True", "Hard", "Cold", "Brick", "Street"),
-                 ("Youth", "Line", "Pressure", "Weight", "Standard", "Ground", "Count", "Alliance", "Front")),
+    "metal": (
+        ("Frozen", "Ashen", "Nocturnal", "Obsidian", "Grave", "Iron", "Cryptic", "Winter", "Hollow", "Funeral"),
+        ("Throne", "Veil", "Pyre", "Dominion", "Spire", "Wraith", "Oath", "Serpent", "Eclipse"),
+    ),
+    "hardcore": (
+        ("Concrete", "Broken", "Second", "Dead", "Final", "True", "Hard", "Cold", "Brick", "Street"),
+        ("Youth", "Line", "Pressure", "Weight", "Standard", "Ground", "Count", "Alliance", "Front"),
+    ),
 }
 _TITLES = {
-    "metal": (("Beneath the", "Towards the", "Crowned in", "Ode to the", "Rites of the", "Across the", "Born of the",
-               "Hymn for the"),
-              ("Frozen Moon", "Ninth Gate", "Burning Sky", "Silent Abyss", "Black Forest", "Last Winter", "Pale Tower",
-               "Endless Night")),
-    "hardcore": (("No", "Stand", "Never", "Hold", "All", "Break", "Built on", "Face"),
-                 ("Regrets", "Your Ground", "Again", "the Line", "or Nothing", "the Cycle", "Trust", "the Truth")),
+    "metal": (
+        (
+            "Beneath the",
+            "Towards the",
+            "Crowned in",
+            "Ode to the",
+            "Rites of the",
+            "Across the",
+            "Born of the",
+            "Hymn for the",
+        ),
+        (
+            "Frozen Moon",
+            "Ninth Gate",
+            "Burning Sky",
+            "Silent Abyss",
+            "Black Forest",
+            "Last Winter",
+            "Pale Tower",
+            "Endless Night",
+        ),
+    ),
+    "hardcore": (
+        ("No", "Stand", "Never", "Hold", "All", "Break", "Built on", "Face"),
+        ("Regrets", "Your Ground", "Again", "the Line", "or Nothing", "the Cycle", "Trust", "the Truth"),
+    ),
 }
 
 _Events = list[tuple[int, float, str]]  # (step, semitones or velocity, articulation or drum)
@@ -79,7 +107,7 @@ def _hardcore_section(rng: np.random.Generator, bars: int, breakdown: bool) -> t
     pattern = [(s, float(notes[s]), "chug" if hits[s] else "rest") for s in range(_BAR)]
     if rng.random() < 0.35:  # an open chord rings over the first half bar
         hits[1:8] = False
-        pattern = [(0, float(rng.choice((0, 3, 5))), "open")] + pattern[8:]
+        pattern = [(0, float(rng.choice((0, 3, 5))), "open"), *pattern[8:]]
     guitar = [(bar * _BAR + s, note, art) for bar in range(bars) for s, note, art in pattern]
     accents = [bar * _BAR + s for bar in range(bars) for s in np.flatnonzero(hits)]
     if breakdown:  # kick doubles every chug, snare only on beat 3, a crash on each downbeat
@@ -125,8 +153,9 @@ def _cycle(phase: np.ndarray) -> np.ndarray:
     return phase - np.floor(phase)
 
 
-def _take(events: _Events, rng: np.random.Generator, n: int, sr: int, step: float,
-          root: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _take(
+    events: _Events, rng: np.random.Generator, n: int, sr: int, step: float, root: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase (in cycles), envelope and brightness per sample of one humanised take of the guitar part.
 
     Notes are rendered without a Python loop: per-note values are repeated over each note's samples.
@@ -147,8 +176,7 @@ def _take(events: _Events, rng: np.random.Generator, n: int, sr: int, step: floa
     return phase, env, np.repeat(bright, lengths)
 
 
-def _guitar(phase: np.ndarray, env: np.ndarray, bright: np.ndarray, drive: float, fifth: float,
-            sr: int) -> np.ndarray:
+def _guitar(phase: np.ndarray, env: np.ndarray, bright: np.ndarray, drive: float, fifth: float, sr: int) -> np.ndarray:
     """A power chord (saw root, square fifth) through tanh distortion and a cabinet-like low-pass."""
     saw = 2 * _cycle(phase) - 1
     square_fifth = np.float32(2 * fifth) * (_cycle(1.5 * phase) < 0.5) - np.float32(fifth)
@@ -158,6 +186,7 @@ def _guitar(phase: np.ndarray, env: np.ndarray, bright: np.ndarray, drive: float
 
 def _drum_kit(rng: np.random.Generator, sr: int) -> dict[str, np.ndarray]:
     """One-shot samples for a kit whose tuning and decays vary from track to track."""
+
     def one_shot(seconds: float) -> tuple[np.ndarray, np.ndarray]:
         t = np.arange(round(seconds * sr)) / sr
         return t, rng.standard_normal(len(t))
@@ -167,8 +196,9 @@ def _drum_kit(rng: np.random.Generator, sr: int) -> dict[str, np.ndarray]:
     kick = np.sin(2 * np.pi * np.cumsum(kick_freq) / sr) * np.exp(-t / rng.uniform(0.05, 0.1))
     kit = {"kick": kick + 0.4 * noise * np.exp(-t / 0.002)}
     t, noise = one_shot(0.35)
-    kit["snare"] = (0.7 * np.sin(2 * np.pi * rng.uniform(170, 230) * t) * np.exp(-t / 0.04)
-                    + _smooth(noise, 3) * np.exp(-t / rng.uniform(0.05, 0.09)))
+    kit["snare"] = 0.7 * np.sin(2 * np.pi * rng.uniform(170, 230) * t) * np.exp(-t / 0.04) + _smooth(noise, 3) * np.exp(
+        -t / rng.uniform(0.05, 0.09)
+    )
     cymbals = (("hat", 0.15, (0.015, 0.035)), ("ride", 0.6, (0.08, 0.15)), ("crash", 2.0, (0.4, 0.6)))
     for name, seconds, decay in cymbals:
         t, noise = one_shot(seconds)
@@ -186,8 +216,8 @@ def _drums(events: _Events, rng: np.random.Generator, n: int, sr: int, step: flo
     for (s, vel, drum), dt, v in zip(events, jitter, velocity):
         start = max(0, round(s * step + dt))
         if start < n:
-            sample = kit[drum][:n - start]
-            buses["centre" if drum in ("kick", "snare") else "cymbals"][start:start + len(sample)] += vel * v * sample
+            sample = kit[drum][: n - start]
+            buses["centre" if drum in ("kick", "snare") else "cymbals"][start : start + len(sample)] += vel * v * sample
     return buses["centre"], buses["cymbals"]
 
 
@@ -223,7 +253,7 @@ def render_track(genre: str, rng: np.random.Generator, seconds: float, sample_ra
     level = 10 ** (rng.uniform(-20, -13) / 20)
     mix *= np.float32(level / _rms(mix))
     hiss = rng.random(mix.shape, dtype=np.float32) - np.float32(0.5)  # room and amp noise, RMS 1/sqrt(12)
-    mix += np.float32(level * 12 ** 0.5 * 10 ** (rng.uniform(-55, -35) / 20)) * hiss
+    mix += np.float32(level * 12**0.5 * 10 ** (rng.uniform(-55, -35) / 20)) * hiss
     return np.float32(0.99) * np.tanh(mix / np.float32(0.99))  # soft limiter keeps peaks below 0.99
 
 
@@ -231,12 +261,14 @@ def _names(rng: np.random.Generator, words: tuple[tuple[str, ...], tuple[str, ..
     """``count`` distinct two-part names, numbered once the combinations run out."""
     combos = [f"{a} {b}" for a in words[0] for b in words[1]]
     order = rng.permutation(len(combos))
-    return [combos[order[k % len(combos)]] + (f" {k // len(combos) + 1}" if k >= len(combos) else "")
-            for k in range(count)]
+    return [
+        combos[order[k % len(combos)]] + (f" {k // len(combos) + 1}" if k >= len(combos) else "") for k in range(count)
+    ]
 
 
-def write_demo_set(root: Path, tracks_per_class: int = 24, seconds: float = 30.0, seed: int = 0,
-                   sample_rate: int = 44100) -> list[Path]:
+def write_demo_set(
+    root: Path, tracks_per_class: int = 24, seconds: float = 30.0, seed: int = 0, sample_rate: int = 44100
+) -> list[Path]:
     """Write ``root/<genre>/Artist - Title.{wav,flac}`` for both genres and return the files.
 
     Each class spreads its tracks over ``max(2, tracks_per_class // 3)`` invented bands (fewer when
@@ -296,11 +328,15 @@ class DemoSet:
         if marker.is_file():
             recorded, wanted = json.loads(marker.read_text()), asdict(self)
             if recorded != wanted:
-                raise UserError(f"{root} holds a demo set made with {json.dumps(recorded, sort_keys=True)}, not the "
-                                 f"requested {json.dumps(wanted, sort_keys=True)}; delete it or point the data config "
-                                 "at another folder")
+                raise UserError(
+                    f"{root} holds a demo set made with {json.dumps(recorded, sort_keys=True)}, not the "
+                    f"requested {json.dumps(wanted, sort_keys=True)}; delete it or point the data config "
+                    "at another folder"
+                )
             return True
         if root.exists() and any(root.iterdir()):
-            raise UserError(f"{root} exists but is not a complete demo set (no .complete marker); "
-                             "delete it or point the data config at another folder")
+            raise UserError(
+                f"{root} exists but is not a complete demo set (no .complete marker); "
+                "delete it or point the data config at another folder"
+            )
         return False

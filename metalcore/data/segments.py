@@ -76,8 +76,8 @@ class Shard(DistributedSampler):
     def __iter__(self) -> Iterator[Any]:
         keys = list(self.sampler)
         if self.even:
-            keys = keys[:len(keys) // self.num_replicas * self.num_replicas]
-        return iter(keys[self.rank::self.num_replicas])
+            keys = keys[: len(keys) // self.num_replicas * self.num_replicas]
+        return iter(keys[self.rank :: self.num_replicas])
 
 
 class SegmentDataset(Dataset):
@@ -86,8 +86,7 @@ class SegmentDataset(Dataset):
     Only paths and sizes are pickled into workers; each worker opens the memory maps it touches.
     """
 
-    def __init__(self, paths: np.ndarray, frames: np.ndarray, labels: np.ndarray, channels: int,
-                 length: int) -> None:
+    def __init__(self, paths: np.ndarray, frames: np.ndarray, labels: np.ndarray, channels: int, length: int) -> None:
         self.paths = np.asarray(paths, dtype=str)
         self.frames = np.asarray(frames, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -99,13 +98,14 @@ class SegmentDataset(Dataset):
 
     def _map(self, track: int) -> np.memmap:
         if track not in self._maps:
-            self._maps[track] = np.memmap(self.paths[track], dtype=np.int16, mode="r",
-                                          shape=(int(self.frames[track]), self.channels))
+            self._maps[track] = np.memmap(
+                self.paths[track], dtype=np.int16, mode="r", shape=(int(self.frames[track]), self.channels)
+            )
         return self._maps[track]
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         track, start = key
-        chunk = self._map(track)[start:start + self.length]
+        chunk = self._map(track)[start : start + self.length]
         audio = torch.from_numpy(np.ascontiguousarray(chunk.T, dtype=np.float32)).mul_(1.0 / 32768.0)
         if audio.shape[1] < self.length:  # a track shorter than a segment: zero padding at the end
             audio = torch.nn.functional.pad(audio, (0, self.length - audio.shape[1]))

@@ -29,8 +29,15 @@ class Split:
         if self.group_by not in GROUPINGS:
             raise UserError(f"data.split.group_by={self.group_by!r} is not one of {GROUPINGS}")
 
-    def assign(self, labels: Sequence[str], artists: Sequence[str], val_fraction: float,
-               test_fraction: float, seed: int, contents: Sequence[str] | None = None) -> np.ndarray:
+    def assign(
+        self,
+        labels: Sequence[str],
+        artists: Sequence[str],
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        contents: Sequence[str] | None = None,
+    ) -> np.ndarray:
         """One of ``train``/``val``/``test`` per track, in the order given.
 
         ``contents`` identifies each file's audio (the cache key): copies of one song, say in an
@@ -65,8 +72,11 @@ class Split:
         return result.astype(str)
 
     def _check_complete(self, labels, result, totals, val_fraction, test_fraction) -> None:
-        keys = {"val": f"data.val_fraction={val_fraction}", "test": f"data.test_fraction={test_fraction}",
-                "train": "the train split"}
+        keys = {
+            "val": f"data.val_fraction={val_fraction}",
+            "test": f"data.test_fraction={test_fraction}",
+            "train": "the train split",
+        }
         present = {(label, split) for label, split in zip(labels, result)}
         advice = "" if self.group_by == "track" else ", or split by track (data.split.group_by=track)"
         for label in sorted(totals):
@@ -75,7 +85,8 @@ class Split:
                     raise UserError(
                         f"{keys[split]} leaves the {split} split without any '{label}' track "
                         f"(class '{label}' has {totals[label]} tracks, grouped by {self.group_by}); "
-                        f"add tracks or change the fractions{advice}")
+                        f"add tracks or change the fractions{advice}"
+                    )
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -84,5 +95,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         if not 0 < value < 1:
             raise UserError(f"{key}={value} must be between 0 and 1 (exclusive)")
     if val_fraction + test_fraction >= 1:
-        raise UserError(f"data.val_fraction={val_fraction} + data.test_fraction={test_fraction} "
-                        f"leave nothing to train on; their sum must be below 1")
+        raise UserError(
+            f"data.val_fraction={val_fraction} + data.test_fraction={test_fraction} "
+            f"leave nothing to train on; their sum must be below 1"
+        )

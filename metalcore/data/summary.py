@@ -34,8 +34,8 @@ class PrepareSummary:
     classes: dict[str, ClassTotals]
     skipped: list[tuple[Path, str]]
     decoded: int
-    track_bytes: int    # the int16 samples of this library's tracks
-    folder_bytes: int   # everything in the cache folder for this rate and channel count
+    track_bytes: int  # the int16 samples of this library's tracks
+    folder_bytes: int  # everything in the cache folder for this rate and channel count
     wall_seconds: float
 
     @property
@@ -52,9 +52,11 @@ class PrepareSummary:
 
     def headline(self) -> str:
         """One line for a training log: totals, what was decoded, how many files were skipped."""
-        line = (f"prepared {self.tracks} tracks ({self.hours:.2f} h) in {len(self.classes)} classes from {self.root}; "
-                f"decoded {self.decoded} in {self.wall_seconds:.1f} s; cache {_size(self.folder_bytes)} "
-                f"in {self.cache_folder}")
+        line = (
+            f"prepared {self.tracks} tracks ({self.hours:.2f} h) in {len(self.classes)} classes from {self.root}; "
+            f"decoded {self.decoded} in {self.wall_seconds:.1f} s; cache {_size(self.folder_bytes)} "
+            f"in {self.cache_folder}"
+        )
         if self.skipped:
             line += f"; skipped {len(self.skipped)} files, listed in {self.skipped_csv}"
         return line
@@ -65,8 +67,9 @@ class PrepareSummary:
         rows = [f"{'class':<{width}}  {'tracks':>6}  {'hours':>7}  {'h:mm:ss':>9}  {'skipped':>7}"]
         total = ClassTotals(self.tracks, self.hours * 3600, len(self.skipped))
         for name, c in [*sorted(self.classes.items()), ("total", total)]:
-            rows.append(f"{name:<{width}}  {c.tracks:>6}  {c.seconds / 3600:>7.2f}  {_clock(c.seconds):>9}  "
-                        f"{c.skipped:>7}")
+            rows.append(
+                f"{name:<{width}}  {c.tracks:>6}  {c.seconds / 3600:>7.2f}  {_clock(c.seconds):>9}  {c.skipped:>7}"
+            )
         cached = self.tracks - self.decoded
         rows += [
             f"library: {self.root}",
@@ -85,8 +88,9 @@ class PrepareSummary:
         return "\n".join(self.lines())
 
 
-def summarise(root: Path, tracks: Sequence[Track], result: BuildResult, cache_folder: Path,
-              wall_seconds: float) -> PrepareSummary:
+def summarise(
+    root: Path, tracks: Sequence[Track], result: BuildResult, cache_folder: Path, wall_seconds: float
+) -> PrepareSummary:
     """Join the catalogue with a cache build's result into a ``PrepareSummary``."""
     totals: dict[str, list[float]] = {t.label: [0, 0.0, 0] for t in tracks}
     track_bytes = 0
@@ -98,10 +102,16 @@ def summarise(root: Path, tracks: Sequence[Track], result: BuildResult, cache_fo
             track_bytes += cached.frames * cached.channels * 2
         elif t.path in skipped:
             totals[t.label][2] += 1
-    return PrepareSummary(root=Path(root), cache_folder=Path(cache_folder),
-                          classes={name: ClassTotals(int(n), s, int(k)) for name, (n, s, k) in totals.items()},
-                          skipped=list(result.skipped), decoded=result.decoded, track_bytes=track_bytes,
-                          folder_bytes=folder_size(cache_folder), wall_seconds=wall_seconds)
+    return PrepareSummary(
+        root=Path(root),
+        cache_folder=Path(cache_folder),
+        classes={name: ClassTotals(int(n), s, int(k)) for name, (n, s, k) in totals.items()},
+        skipped=list(result.skipped),
+        decoded=result.decoded,
+        track_bytes=track_bytes,
+        folder_bytes=folder_size(cache_folder),
+        wall_seconds=wall_seconds,
+    )
 
 
 def folder_size(folder: Path) -> int:

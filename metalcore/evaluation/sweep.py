@@ -119,8 +119,10 @@ def expected_jobs(root: Path, jobs: Sequence[Job]) -> int | None:
             return None
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        lines = {**{k: f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()},
-                 **{line.split("=", 1)[0]: line for line in hydra["overrides"]["task"]}}
+        lines = {
+            **{k: f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()},
+            **{line.split("=", 1)[0]: line for line in hydra["overrides"]["task"]},
+        }
         total = 1
         for override in OverridesParser.create().parse_overrides(list(lines.values())):
             if override.is_sweep_override():
@@ -215,9 +217,15 @@ def write_csv(path: Path, groups: Sequence[Group], keys: Sequence[str], metrics:
     rows = []
     for g in groups:
         numbers = [x for m in metrics for x in g.stats(m)[:2]]
-        rows.append([*(g.values[k] for k in keys), len(g.finished),
-                     *("" if math.isnan(x) else f"{x:.6g}" for x in numbers), g.status(),
-                     " ".join(j.folder.name for j in g.jobs)])
+        rows.append(
+            [
+                *(g.values[k] for k in keys),
+                len(g.finished),
+                *("" if math.isnan(x) else f"{x:.6g}" for x in numbers),
+                g.status(),
+                " ".join(j.folder.name for j in g.jobs),
+            ]
+        )
     files.write_csv(path, header, rows)
 
 
@@ -289,17 +297,24 @@ def load(root: Path, metric: str = DEFAULT_METRIC, per_job: bool = False) -> Swe
 def render(sweep: Sweep) -> str:
     """The markdown report: the table, then every job without results, then what never started."""
     order = "highest" if higher_is_better(sweep.metric) else "lowest"
-    lines = [f"# {sweep.root}", "",
-             f"{len(sweep.jobs)} jobs, {len(sweep.groups)} configurations; mean ± std over seeds, n = finished "
-             f"jobs; sorted by {sweep.metric}, {order} first.", "",
-             markdown(sweep.groups, sweep.keys, sweep.columns)]
+    lines = [
+        f"# {sweep.root}",
+        "",
+        f"{len(sweep.jobs)} jobs, {len(sweep.groups)} configurations; mean ± std over seeds, n = finished "
+        f"jobs; sorted by {sweep.metric}, {order} first.",
+        "",
+        markdown(sweep.groups, sweep.keys, sweep.columns),
+    ]
     incomplete = [j for j in sweep.jobs if j.status != "ok"]
     if incomplete:
         swept = set(swept_keys(sweep.jobs))
         lines += ["", "## Jobs without results", ""]
-        lines += [f"- {j.folder.relative_to(sweep.root)} ({j.status}): "
-                  f"{' '.join(f'{k}={v}' for k, v in j.overrides.items() if k in swept) or 'no swept override'}"
-                  f" - {j.reason}" for j in incomplete]
+        lines += [
+            f"- {j.folder.relative_to(sweep.root)} ({j.status}): "
+            f"{' '.join(f'{k}={v}' for k, v in j.overrides.items() if k in swept) or 'no swept override'}"
+            f" - {j.reason}"
+            for j in incomplete
+        ]
     expected = expected_jobs(sweep.root, sweep.jobs)
     if expected is not None and expected > len(sweep.jobs):
         lines += ["", f"{expected - len(sweep.jobs)} of the {expected} jobs the sweep asked for never started."]

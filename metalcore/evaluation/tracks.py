@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metalcore.data.catalogue import scan
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
+from metalcore.data.catalogue import scan
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome, predict_files
 from metalcore.training.metrics import classification_metrics
@@ -33,8 +33,10 @@ def test_split(checkpoint: Path) -> list[tuple[Path, str]]:
     """(path, class) of the test tracks the checkpoint's run recorded in its ``split.csv``."""
     split = run_folder(checkpoint) / "split.csv"
     if not split.is_file():
-        raise UserError(f"{split}: not found, so the test split of {checkpoint} is unknown; "
-                        f"pass --data-root <folder with one subfolder per class> to evaluate on other tracks")
+        raise UserError(
+            f"{split}: not found, so the test split of {checkpoint} is unknown; "
+            f"pass --data-root <folder with one subfolder per class> to evaluate on other tracks"
+        )
     with open(split, newline="") as f:
         tracks = [(Path(row["path"]), row["class"]) for row in csv.DictReader(f) if row["split"] == "test"]
     if not tracks:
@@ -62,20 +64,32 @@ def track_rows(outcomes: list[Outcome], truth: list[str], classes: list[str]) ->
     rows = []
     for outcome, true in zip(outcomes, truth):
         p = outcome.prediction
-        row = {"path": str(outcome.path), "true": true, "predicted": p.label if p else "",
-               "confidence": round(p.confidence, 6) if p else "",
-               "p_true": round(float(p.probs[classes.index(true)]), 6) if p else "",
-               "correct": (p.label == true) if p else "", "segments": len(p.starts) if p else 0,
-               "duration_s": round(p.duration, 3) if p else "",
-               **({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.probs)} if p else {}),
-               "error": outcome.error or ""}
+        row = {
+            "path": str(outcome.path),
+            "true": true,
+            "predicted": p.label if p else "",
+            "confidence": round(p.confidence, 6) if p else "",
+            "p_true": round(float(p.probs[classes.index(true)]), 6) if p else "",
+            "correct": (p.label == true) if p else "",
+            "segments": len(p.starts) if p else 0,
+            "duration_s": round(p.duration, 3) if p else "",
+            **({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.probs)} if p else {}),
+            "error": outcome.error or "",
+        }
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["error"] != "", r["correct"] is True,
-                                       r["p_true"] if r["p_true"] != "" else 0.0))
+    return sorted(
+        rows, key=lambda r: (r["error"] != "", r["correct"] is True, r["p_true"] if r["p_true"] != "" else 0.0)
+    )
 
 
-def evaluate(classifier: Classifier, tracks: list[tuple[Path, str]], output_dir: Path,
-             hop_seconds: float | None = None, batch_size: int = 32, source: str = "") -> dict:
+def evaluate(
+    classifier: Classifier,
+    tracks: list[tuple[Path, str]],
+    output_dir: Path,
+    hop_seconds: float | None = None,
+    batch_size: int = 32,
+    source: str = "",
+) -> dict:
     """Predict every track, score clips and tracks, write the three outputs; returns metrics.json's content."""
     classes = classifier.classes
     unknown = sorted({label for _, label in tracks} - set(classes))
@@ -107,7 +121,17 @@ def evaluate(classifier: Classifier, tracks: list[tuple[Path, str]], output_dir:
     with atomic_file(output_dir / "confusion.png") as f:
         figure.savefig(f, format="png", dpi=120)
     rows = track_rows(outcomes, truth, classes)
-    header = ["path", "true", "predicted", "confidence", "p_true", "correct", "segments", "duration_s",
-              *(f"p_{c}" for c in classes), "error"]
+    header = [
+        "path",
+        "true",
+        "predicted",
+        "confidence",
+        "p_true",
+        "correct",
+        "segments",
+        "duration_s",
+        *(f"p_{c}" for c in classes),
+        "error",
+    ]
     write_csv(output_dir / "tracks.csv", header, [[row.get(k, "") for k in header] for row in rows])
     return metrics

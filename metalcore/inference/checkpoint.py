@@ -34,20 +34,23 @@ def _build(config: dict, what: str, path: Path) -> nn.Module:
     target = str(config.pop("_target_", ""))
     module_name, _, class_name = target.rpartition(".")
     if not module_name.startswith("metalcore."):
-        raise UserError(f"{path}: the checkpoint's {what} is {target or 'missing'}, not a metalcore module; "
-                        f"{CHECKPOINT_HELP}")
+        raise UserError(
+            f"{path}: the checkpoint's {what} is {target or 'missing'}, not a metalcore module; {CHECKPOINT_HELP}"
+        )
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as err:
-        raise UserError(f"{path}: the checkpoint's {what} {target} does not exist in this version of "
-                        f"metalcore ({err})") from None
+        raise UserError(
+            f"{path}: the checkpoint's {what} {target} does not exist in this version of metalcore ({err})"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise UserError(f"{path}: the checkpoint's {what} {target} is not a network module")
     try:
         return cls(**config)
     except TypeError as err:  # settings renamed or removed since the checkpoint was written
-        raise UserError(f"{path}: the checkpoint's {what} settings do not fit {target} in this version of "
-                        f"metalcore ({err})") from None
+        raise UserError(
+            f"{path}: the checkpoint's {what} settings do not fit {target} in this version of metalcore ({err})"
+        ) from None
 
 
 class Classifier(nn.Module):
@@ -58,8 +61,15 @@ class Classifier(nn.Module):
     BatchNorm running statistics).
     """
 
-    def __init__(self, frontend: nn.Module, net: nn.Module, classes: list[str], sample_rate: int,
-                 channels: int, segment_seconds: float) -> None:
+    def __init__(
+        self,
+        frontend: nn.Module,
+        net: nn.Module,
+        classes: list[str],
+        sample_rate: int,
+        channels: int,
+        segment_seconds: float,
+    ) -> None:
         super().__init__()
         self.frontend, self.net = frontend, net
         self.classes = list(classes)
@@ -87,26 +97,37 @@ class Classifier(nn.Module):
             raise UserError(f"{path}: checkpoint not found; {CHECKPOINT_HELP}")
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any file can be passed, and torch.load fails in many ways
+        except Exception as err:
             lines = str(err).strip().splitlines() or [""]
             # a weights-only refusal names the object on a later line ("Unsupported global: GLOBAL x.Y was ...")
             unsupported = next((line.strip() for line in lines if "Unsupported global" in line), None)
             reason = unsupported.split(" was not")[0] if unsupported else f"{type(err).__name__}: {lines[0]}"
-            raise UserError(f"{path}: not a readable metalcore checkpoint ({reason[:200]}); {CHECKPOINT_HELP}") from None
+            raise UserError(
+                f"{path}: not a readable metalcore checkpoint ({reason[:200]}); {CHECKPOINT_HELP}"
+            ) from None
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
         spec = hparams.get("spec") if isinstance(hparams, dict) else None
-        if not isinstance(spec, dict) or not {"classes", "data", "features", "model"} <= set(spec) \
-                or not isinstance(checkpoint.get("state_dict"), dict):
+        if (
+            not isinstance(spec, dict)
+            or not {"classes", "data", "features", "model"} <= set(spec)
+            or not isinstance(checkpoint.get("state_dict"), dict)
+        ):
             raise UserError(f"{path}: not a metalcore checkpoint (it holds no model spec); {CHECKPOINT_HELP}")
         data = spec["data"]
-        classifier = cls(_build(spec["features"], "front-end", path), _build(spec["model"], "model", path),
-                         classes=spec["classes"], sample_rate=data["sample_rate"], channels=data["channels"],
-                         segment_seconds=data["segment_seconds"])
+        classifier = cls(
+            _build(spec["features"], "front-end", path),
+            _build(spec["model"], "model", path),
+            classes=spec["classes"],
+            sample_rate=data["sample_rate"],
+            channels=data["channels"],
+            segment_seconds=data["segment_seconds"],
+        )
         try:
             classifier.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as err:
-            raise UserError(f"{path}: the weights do not fit the model the checkpoint describes "
-                            f"({str(err).splitlines()[0]})") from None
+            raise UserError(
+                f"{path}: the weights do not fit the model the checkpoint describes ({str(err).splitlines()[0]})"
+            ) from None
         classifier.checkpoint = path
         try:
             return classifier.to(torch.device(device) if device else best_device())

@@ -36,9 +36,14 @@ ONNX_OPSET = 17  # the first opset with an STFT operator
 
 def metadata(classifier: Classifier) -> dict:
     """What a consumer needs to feed the artefact and read its output."""
-    return {"classes": classifier.classes, "sample_rate": classifier.sample_rate, "channels": classifier.channels,
-            "segment_seconds": classifier.segment_seconds,
-            "input": "audio: float32 (batch, channels, samples) in [-1, 1)", "output": "probs: float32 (batch, classes)"}
+    return {
+        "classes": classifier.classes,
+        "sample_rate": classifier.sample_rate,
+        "channels": classifier.channels,
+        "segment_seconds": classifier.segment_seconds,
+        "input": "audio: float32 (batch, channels, samples) in [-1, 1)",
+        "output": "probs: float32 (batch, classes)",
+    }
 
 
 class RealPowerSpectrogram(nn.Module):
@@ -47,11 +52,20 @@ class RealPowerSpectrogram(nn.Module):
 
     def __init__(self, spectrogram: nn.Module) -> None:
         super().__init__()
-        settings = (spectrogram.center, spectrogram.pad_mode, spectrogram.power, spectrogram.normalized,
-                    spectrogram.onesided, spectrogram.pad, spectrogram.win_length)
+        settings = (
+            spectrogram.center,
+            spectrogram.pad_mode,
+            spectrogram.power,
+            spectrogram.normalized,
+            spectrogram.onesided,
+            spectrogram.pad,
+            spectrogram.win_length,
+        )
         if settings != (True, "reflect", 2.0, False, True, 0, spectrogram.n_fft):
-            raise UserError(f"cannot export a spectrogram with (center, pad_mode, power, normalized, onesided, pad, "
-                            f"win_length) = {settings}")
+            raise UserError(
+                f"cannot export a spectrogram with (center, pad_mode, power, normalized, onesided, pad, "
+                f"win_length) = {settings}"
+            )
         self.n_fft, self.hop_length = spectrogram.n_fft, spectrogram.hop_length
         self.register_buffer("window", spectrogram.window.clone())
 
@@ -60,8 +74,9 @@ class RealPowerSpectrogram(nn.Module):
         x = F.pad(audio.reshape(-1, 1, shape[-1]), (self.n_fft // 2, self.n_fft // 2), mode="reflect")
         with warnings.catch_warnings():  # return_complex=False is deprecated, and the only form ONNX takes
             warnings.simplefilter("ignore", UserWarning)
-            z = torch.stft(x[:, 0], self.n_fft, self.hop_length, window=self.window, center=False,
-                           return_complex=False)                  # (B * C, freqs, frames, 2): real, imaginary
+            z = torch.stft(
+                x[:, 0], self.n_fft, self.hop_length, window=self.window, center=False, return_complex=False
+            )  # (B * C, freqs, frames, 2): real, imaginary
         power = z.pow(2).sum(-1)
         return power.reshape(shape[:-1] + power.shape[-2:])
 
@@ -102,14 +117,23 @@ def export_onnx(classifier: Classifier, path: Path) -> Path:
     try:
         import onnx
     except ImportError:
-        raise UserError("ONNX export needs the onnx package: pip install -e '.[export]' "
-                        "(or --format torchscript, which needs nothing more)") from None
+        raise UserError(
+            "ONNX export needs the onnx package: pip install -e '.[export]' "
+            "(or --format torchscript, which needs nothing more)"
+        ) from None
     model, buffer = onnx_ready(classifier), io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example_input(classifier),), buffer, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["audio"], output_names=["probs"],
-                          dynamic_axes={"audio": {0: "batch", 2: "samples"}, "probs": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (example_input(classifier),),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["audio"],
+            output_names=["probs"],
+            dynamic_axes={"audio": {0: "batch", 2: "samples"}, "probs": {0: "batch"}},
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata(classifier).items():
         proto.metadata_props.add(key=key, value=json.dumps(value))

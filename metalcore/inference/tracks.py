@@ -19,9 +19,10 @@ import torch
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible
-from metalcore.data.catalogue import audio_files
 from metalcore.core.errors import UserError
+from metalcore.data.catalogue import audio_files
 from metalcore.inference.checkpoint import Classifier
+
 
 @dataclass(frozen=True)
 class TrackPrediction:
@@ -29,8 +30,8 @@ class TrackPrediction:
 
     path: Path
     classes: list[str]
-    duration: float          # seconds of decoded audio
-    starts: np.ndarray       # (segments,) start of each window in seconds
+    duration: float  # seconds of decoded audio
+    starts: np.ndarray  # (segments,) start of each window in seconds
     segment_seconds: float
     segment_probs: np.ndarray  # (segments, classes)
 
@@ -58,16 +59,16 @@ def windows(blocks: Iterable[np.ndarray], length: int, hop: int) -> Iterator[tup
     """
     if length < 1 or hop < 1:
         raise ValueError(f"window length ({length}) and hop ({hop}) must be positive")
-    buffer, offset = None, 0           # buffer holds frames [offset, offset + len(buffer))
-    start, covered, total = 0, 0, 0    # next window's start; end of the last window given; frames read
+    buffer, offset = None, 0  # buffer holds frames [offset, offset + len(buffer))
+    start, covered, total = 0, 0, 0  # next window's start; end of the last window given; frames read
     for block in blocks:
         buffer = block if buffer is None else np.concatenate([buffer, block])
         total += len(block)
         while start + length <= total:
-            yield start, buffer[start - offset:start + length - offset]
+            yield start, buffer[start - offset : start + length - offset]
             covered, start = start + length, start + hop
         keep = max(offset, min(start, total - length))  # the next window, or the final one ending at total
-        buffer, offset = buffer[keep - offset:], keep
+        buffer, offset = buffer[keep - offset :], keep
     if buffer is None:
         return
     if total < length:
@@ -75,12 +76,13 @@ def windows(blocks: Iterable[np.ndarray], length: int, hop: int) -> Iterator[tup
         padded[:total] = buffer
         yield 0, padded
     elif covered < total:
-        yield total - length, buffer[total - length - offset:]
+        yield total - length, buffer[total - length - offset :]
 
 
 @torch.inference_mode()
-def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float | None = None,
-                  batch_size: int = 32) -> TrackPrediction:
+def predict_track(
+    classifier: Classifier, path: str | Path, hop_seconds: float | None = None, batch_size: int = 32
+) -> TrackPrediction:
     """Decode ``path`` once and score every segment window; raises DecodeError for unusable files.
 
     ``hop_seconds`` defaults to one segment length (windows side by side). On CUDA the network runs
@@ -93,8 +95,7 @@ def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float |
         raise UserError(f"hop of {hop_seconds} s is shorter than one sample at {classifier.sample_rate} Hz")
     device = classifier.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    batch = torch.empty((batch_size, classifier.channels, length), dtype=torch.int16,
-                        pin_memory=device.type == "cuda")
+    batch = torch.empty((batch_size, classifier.channels, length), dtype=torch.int16, pin_memory=device.type == "cuda")
     starts: list[int] = []
     probs: list[torch.Tensor] = []
     frames = 0
@@ -120,10 +121,14 @@ def predict_track(classifier: Classifier, path: str | Path, hop_seconds: float |
             filled = 0
     if filled:
         run(filled)
-    return TrackPrediction(path=path, classes=classifier.classes, duration=frames / classifier.sample_rate,
-                           starts=np.asarray(starts, dtype=np.float64) / classifier.sample_rate,
-                           segment_seconds=classifier.segment_seconds,
-                           segment_probs=torch.cat(probs).numpy().astype(np.float64))
+    return TrackPrediction(
+        path=path,
+        classes=classifier.classes,
+        duration=frames / classifier.sample_rate,
+        starts=np.asarray(starts, dtype=np.float64) / classifier.sample_rate,
+        segment_seconds=classifier.segment_seconds,
+        segment_probs=torch.cat(probs).numpy().astype(np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,13 @@ class Outcome:
     error: str | None = None
 
 
-def predict_files(classifier: Classifier, paths: Sequence[Path], hop_seconds: float | None = None,
-                  batch_size: int = 32, progress: bool = True) -> Iterator[Outcome]:
+def predict_files(
+    classifier: Classifier,
+    paths: Sequence[Path],
+    hop_seconds: float | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Iterator[Outcome]:
     """``predict_track`` for each file in turn; a file that cannot be decoded gives an ``error``, never stops the rest.
 
     The progress bar (on stderr, only on a terminal) appears for more than one file.

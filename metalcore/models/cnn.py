@@ -16,9 +16,15 @@ from metalcore.models.conv import ConvStack
 class CNN(nn.Module):
     """``(batch, in_channels, n_mels, frames)`` -> class logits ``(batch, num_classes)``."""
 
-    def __init__(self, num_classes: int, in_channels: int = 2, n_mels: int = 64,
-                 channels: Sequence[int] = (32, 64, 128), conv_dropout: float = 0.25,
-                 dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 2,
+        n_mels: int = 64,
+        channels: Sequence[int] = (32, 64, 128),
+        conv_dropout: float = 0.25,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         self.cnn = ConvStack(in_channels, channels, n_mels)
         self.conv_dropout = nn.Dropout(conv_dropout)
@@ -26,6 +32,6 @@ class CNN(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
-        x = self.conv_dropout(self.cnn(spec)).mean(2)   # (B, C, F'): average over frequency
-        x = torch.cat([x.mean(2), x.amax(2)], 1)        # (B, 2C): mean and max over time
+        x = self.conv_dropout(self.cnn(spec)).mean(2)  # (B, C, F'): average over frequency
+        x = torch.cat([x.mean(2), x.amax(2)], 1)  # (B, 2C): mean and max over time
         return self.head(x)

@@ -19,11 +19,16 @@ class ConvStack(nn.Sequential):
         if n_mels >> len(channels) < 1:
             raise UserError(
                 f"features.n_mels={n_mels} is too few for {len(channels)} pooling blocks "
-                f"(model.channels={list(channels)}); need at least {2 ** len(channels)} Mel bins")
+                f"(model.channels={list(channels)}); need at least {2 ** len(channels)} Mel bins"
+            )
         blocks = []
         for out_channels in channels:
-            blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            blocks += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             in_channels = out_channels
         super().__init__(*blocks)
         self.out_channels = in_channels

@@ -24,10 +24,20 @@ class CRNN(nn.Module):
     unidirectional 2 x GRU of 68 read at the last step, then a 512-unit layer.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 2, n_mels: int = 64,
-                 channels: Sequence[int] = (32, 64, 128), gru_hidden: int = 128, gru_layers: int = 2,
-                 bidirectional: bool = True, pooling: str = "mean", fc_hidden: int = 0,
-                 conv_dropout: float = 0.25, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 2,
+        n_mels: int = 64,
+        channels: Sequence[int] = (32, 64, 128),
+        gru_hidden: int = 128,
+        gru_layers: int = 2,
+        bidirectional: bool = True,
+        pooling: str = "mean",
+        fc_hidden: int = 0,
+        conv_dropout: float = 0.25,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise UserError(f"model.pooling={pooling!r} is not one of {POOLINGS}")
@@ -35,8 +45,13 @@ class CRNN(nn.Module):
             raise UserError(f"model.gru_hidden={gru_hidden} and model.gru_layers={gru_layers} must be at least 1")
         self.cnn = ConvStack(in_channels, channels, n_mels)
         self.conv_dropout = nn.Dropout(conv_dropout)
-        self.gru = nn.GRU(self.cnn.out_channels * self.cnn.out_mels, gru_hidden, num_layers=gru_layers,
-                          batch_first=True, bidirectional=bidirectional)
+        self.gru = nn.GRU(
+            self.cnn.out_channels * self.cnn.out_mels,
+            gru_hidden,
+            num_layers=gru_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+        )
         self.pooling = pooling
         width = gru_hidden * (2 if bidirectional else 1)
         fc = [nn.Linear(width, fc_hidden), nn.ReLU(inplace=True)] if fc_hidden else []
@@ -44,15 +59,15 @@ class CRNN(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
-        x = self.conv_dropout(self.cnn(spec))           # (B, C, M', F')
-        x = x.permute(0, 3, 1, 2).flatten(2)            # (B, F', C * M'): time first, as the GRU expects
+        x = self.conv_dropout(self.cnn(spec))  # (B, C, M', F')
+        x = x.permute(0, 3, 1, 2).flatten(2)  # (B, F', C * M'): time first, as the GRU expects
         # cuDNN RNNs compute in fp32 anyway; running the GRU outside autocast keeps every backend happy.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x, _ = self.gru(x.float())                  # (B, F', H * directions)
+            x, _ = self.gru(x.float())  # (B, F', H * directions)
         if self.pooling == "mean":
             x = x.mean(1)
         elif self.pooling == "max":
             x = x.amax(1)
         else:
             x = x[:, -1]
-        return self.head(x)                             # (B, num_classes)
+        return self.head(x)  # (B, num_classes)

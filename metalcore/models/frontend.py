@@ -27,32 +27,59 @@ class MelFrontend(nn.Module):
     affine terms, so it is exported with the model) -> SpecAugment masks, in training only.
     """
 
-    def __init__(self, sample_rate: int = 44100, n_mels: int = 64, n_fft: int = 1024,
-                 hop_length: int | None = None, f_min: float = 0.0, f_max: float | None = None,
-                 mel_scale: str = "slaney", top_db: float | None = 80.0, freq_mask: int = 8, time_mask: int = 24,
-                 num_masks: int = 2) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_mels: int = 64,
+        n_fft: int = 1024,
+        hop_length: int | None = None,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        mel_scale: str = "slaney",
+        top_db: float | None = 80.0,
+        freq_mask: int = 8,
+        time_mask: int = 24,
+        num_masks: int = 2,
+    ) -> None:
         super().__init__()
         hop_length = hop_length or n_fft // 2
         if n_fft < 16 or hop_length < 1:
-            raise UserError(f"features.n_fft={n_fft} / features.hop_length={hop_length}: too small to make a spectrogram")
+            raise UserError(
+                f"features.n_fft={n_fft} / features.hop_length={hop_length}: too small to make a spectrogram"
+            )
         with warnings.catch_warnings():  # torchaudio warns of empty filters; the error below says it better
             warnings.simplefilter("ignore", UserWarning)
-            fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate,
-                                       mel_scale=mel_scale)
+            fbank = AF.melscale_fbanks(
+                n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate, mel_scale=mel_scale
+            )
         empty = int((fbank.sum(0) == 0).sum())
         if empty:
             raise UserError(
                 f"features.n_mels={n_mels} is too many for features.n_fft={n_fft} at {sample_rate} Hz: "
-                f"{empty} Mel filters would be empty; lower n_mels or raise n_fft")
+                f"{empty} Mel filters would be empty; lower n_mels or raise n_fft"
+            )
         if freq_mask >= n_mels:
             raise UserError(f"features.freq_mask={freq_mask} must be smaller than features.n_mels={n_mels}")
         self.sample_rate, self.n_mels, self.n_fft, self.hop_length = sample_rate, n_mels, n_fft, hop_length
-        self.mel = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, f_min=f_min,
-                                    f_max=f_max, n_mels=n_mels, power=2.0, mel_scale=mel_scale)
+        self.mel = T.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            power=2.0,
+            mel_scale=mel_scale,
+        )
         self.to_db = T.AmplitudeToDB(stype="power", top_db=top_db)
         self.norm = nn.BatchNorm2d(n_mels, affine=False)
-        self.masks = nn.Sequential(*[m for _ in range(num_masks) for m in (
-            T.FrequencyMasking(freq_mask, iid_masks=True), T.TimeMasking(time_mask, iid_masks=True))])
+        self.masks = nn.Sequential(
+            *[
+                m
+                for _ in range(num_masks)
+                for m in (T.FrequencyMasking(freq_mask, iid_masks=True), T.TimeMasking(time_mask, iid_masks=True))
+            ]
+        )
 
     def frames(self, samples: int) -> int:
         """Number of spectrogram frames for a clip of ``samples`` (centred STFT)."""
@@ -63,12 +90,13 @@ class MelFrontend(nn.Module):
         if samples < self.n_fft:
             raise UserError(
                 f"features.n_fft={self.n_fft} is longer than a segment of {samples} samples; "
-                f"raise data.segment_seconds or lower features.n_fft")
+                f"raise data.segment_seconds or lower features.n_fft"
+            )
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio``: ``(batch, channels, samples)`` float -> ``(batch, channels, n_mels, frames)``."""
         with torch.autocast(device_type=audio.device.type, enabled=False):
-            spec = self.to_db(self.mel(audio.float()))              # (B, C, M, F)
+            spec = self.to_db(self.mel(audio.float()))  # (B, C, M, F)
             spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band
             if self.training:
                 spec = self.masks(spec)

@@ -12,8 +12,9 @@ from torch import nn
 class MelStats(nn.Module):
     """``(batch, in_channels, n_mels, frames)`` -> class logits ``(batch, num_classes)``."""
 
-    def __init__(self, num_classes: int, in_channels: int = 2, n_mels: int = 64, hidden: int = 0,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int = 2, n_mels: int = 64, hidden: int = 0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         features = 2 * in_channels * n_mels
         mlp = [nn.Linear(features, hidden), nn.ReLU(inplace=True)] if hidden else []
@@ -21,5 +22,5 @@ class MelStats(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""
-        mean, std = spec.mean(-1), spec.std(-1)        # (B, C, M) each
+        mean, std = spec.mean(-1), spec.std(-1)  # (B, C, M) each
         return self.head(torch.cat([mean, std], 1).flatten(1))

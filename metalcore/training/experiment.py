@@ -41,20 +41,26 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
         with torch.no_grad():
             net.eval()(frontend.eval()(torch.zeros(2, datamodule.channels, datamodule.segment_samples)))
     except RuntimeError as err:
-        raise UserError(f"model ({cfg.model._target_}) cannot take a segment of "
-                        f"data.segment_seconds={cfg.data.segment_seconds} with features.hop_length="
-                        f"{frontend.hop_length}: {str(err).splitlines()[0]}") from None
+        raise UserError(
+            f"model ({cfg.model._target_}) cannot take a segment of "
+            f"data.segment_seconds={cfg.data.segment_seconds} with features.hop_length="
+            f"{frontend.hop_length}: {str(err).splitlines()[0]}"
+        ) from None
     spec = {
         "classes": datamodule.classes,
-        "data": {"sample_rate": datamodule.sample_rate, "channels": datamodule.channels,
-                 "segment_seconds": cfg.data.segment_seconds},
+        "data": {
+            "sample_rate": datamodule.sample_rate,
+            "channels": datamodule.channels,
+            "segment_seconds": cfg.data.segment_seconds,
+        },
         "features": OmegaConf.to_container(cfg.features, resolve=True),
         "model": {**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(datamodule.classes)},
     }
     # spec goes in after instantiation: passed to instantiate, its _target_ nodes would become modules
     # pickled into the checkpoint instead of the plain configs that metalcore.inference rebuilds from.
-    module = make(cfg.module, _partial_=True)(frontend=frontend.train(), net=net.train(),
-                                              classes=datamodule.classes, spec=spec)
+    module = make(cfg.module, _partial_=True)(
+        frontend=frontend.train(), net=net.train(), classes=datamodule.classes, spec=spec
+    )
     return datamodule, module
 
 
@@ -85,8 +91,10 @@ def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
         return None
     folder = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else None
     if ckpt_path == "last" and not (folder and (folder / "last.ckpt").is_file()):
-        raise UserError(f"ckpt_path=last: no last.ckpt in {folder}; to resume an earlier run give its folder "
-                        f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)")
+        raise UserError(
+            f"ckpt_path=last: no last.ckpt in {folder}; to resume an earlier run give its folder "
+            f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)"
+        )
     if ckpt_path != "last" and not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return ckpt_path
@@ -107,8 +115,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
     # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
-    val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)[0] \
-        if best else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    val = (
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)[0]
+        if best
+        else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    )
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
     metrics = {
@@ -119,19 +130,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "best_checkpoint": best,
         "monitor": {"metric": checkpoint.monitor, "best": float(checkpoint.best_model_score)}
-        if checkpoint and checkpoint.best_model_score is not None else None,
+        if checkpoint and checkpoint.best_model_score is not None
+        else None,
         "val": val,
         # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
-        "environment": {"precision": str(trainer.precision), "accelerator": type(trainer.accelerator).__name__,
-                        "devices": trainer.num_devices, "nodes": trainer.num_nodes, "torch": torch.__version__,
-                        "lightning": L.__version__},
+        "environment": {
+            "precision": str(trainer.precision),
+            "accelerator": type(trainer.accelerator).__name__,
+            "devices": trainer.num_devices,
+            "nodes": trainer.num_nodes,
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+        },
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if logger:
-            finals = {f"hparams/test_{level}_{name}": value for level in ("clip", "track")
-                      for name, value in module.results[level].items() if isinstance(value, float)}
+            finals = {
+                f"hparams/test_{level}_{name}": value
+                for level in ("clip", "track")
+                for name, value in module.results[level].items()
+                if isinstance(value, float)
+            }
             logger.log_hyperparams(flat_hparams(cfg), metrics=finals)
             logger.finalize("success")  # flush now: the last job of a sweep would exit with them unwritten
         log.info("test per clip:  acc %.4f  f1 %.4f", module.results["clip"]["acc"], module.results["clip"]["f1"])
@@ -146,8 +167,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     The parent prepares the data once and checks the config before any process starts; rank 0
     writes metrics.json, which the parent reads back for the sweeper.
     """
-    processes = local_processes(cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"),
-                                cfg.trainer.get("devices"))
+    processes = local_processes(
+        cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices")
+    )
     if processes == 1:
         return train(cfg)
     build(cfg)

@@ -21,8 +21,12 @@ from typing import Any
 
 import torch
 import torch.multiprocessing as mp
-from lightning.fabric.plugins.environments import (LSFEnvironment, MPIEnvironment, SLURMEnvironment,
-                                                   TorchElasticEnvironment)
+from lightning.fabric.plugins.environments import (
+    LSFEnvironment,
+    MPIEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
 
@@ -32,7 +36,8 @@ from metalcore.core.errors import UserError
 def launched_externally() -> bool:
     """Whether torchrun, srun (SLURM), LSF, MPI or a manual ``LOCAL_RANK`` already started the ranks."""
     return "LOCAL_RANK" in os.environ or any(
-        env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment))
+        env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+    )
 
 
 def local_processes(strategy: Any, accelerator: str, devices: Any) -> int:
@@ -43,8 +48,10 @@ def local_processes(strategy: Any, accelerator: str, devices: Any) -> int:
     """
     name = str(strategy)
     if name.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
-        raise UserError(f"trainer.strategy={name} runs fit and test in separate short-lived processes and loses "
-                        "the test results; use trainer.strategy=ddp (metalcore starts one process per device)")
+        raise UserError(
+            f"trainer.strategy={name} runs fit and test in separate short-lived processes and loses "
+            "the test results; use trainer.strategy=ddp (metalcore starts one process per device)"
+        )
     if not (name == "ddp" or name.startswith("ddp_find_unused_parameters")) or launched_externally():
         return 1
     if isinstance(devices, int) and devices > 0:
@@ -66,8 +73,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(local_rank: int, processes: int, env: dict[str, str], fn: Callable[..., Any], args: tuple,
-               logging_config: dict | None) -> None:
+def _rank_main(
+    local_rank: int,
+    processes: int,
+    env: dict[str, str],
+    fn: Callable[..., Any],
+    args: tuple,
+    logging_config: dict | None,
+) -> None:
     """Inside a started process: set the variables Lightning reads, configure logging, run ``fn``."""
     os.environ.update(env, LOCAL_RANK=str(local_rank))
     rank = int(env["NODE_RANK"]) * processes + local_rank
@@ -89,9 +102,11 @@ def spawn(fn: Callable[..., Any], args: tuple, processes: int, logging_config: d
     file once; the other ranks log warnings only. A :class:`UserError` raised by a rank is raised
     here with its message, so the entry point can print it as one line.
     """
-    env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
-           "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
-           "NODE_RANK": os.environ.get("NODE_RANK", "0")}
+    env = {
+        "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
+        "NODE_RANK": os.environ.get("NODE_RANK", "0"),
+    }
     try:
         mp.spawn(_rank_main, args=(processes, env, fn, args, logging_config), nprocs=processes, join=True)
     except mp.ProcessRaisedException as err:
@@ -104,4 +119,4 @@ def as_user_error(err: mp.ProcessRaisedException) -> UserError | None:
     """The UserError a rank raised, from the traceback text the parent receives; None for anything else."""
     last = str(err).strip().splitlines()[-1]
     prefix = f"{UserError.__module__}.{UserError.__name__}: "
-    return UserError(last[len(prefix):]) if last.startswith(prefix) else None
+    return UserError(last[len(prefix) :]) if last.startswith(prefix) else None

@@ -12,8 +12,13 @@ import re
 
 import torch
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score,
-                                         MulticlassPrecision, MulticlassRecall)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -25,7 +30,7 @@ def canonical(metric: str) -> str:
     """Logged names (``test/track_f1``, ``test/acc``) as metrics.json paths (``test.track.f1``); others as given."""
     stage, slash, key = metric.partition("/")
     if slash and stage == "test":
-        level, key = ("track", key[len("track_"):]) if key.startswith("track_") else ("clip", key)
+        level, key = ("track", key[len("track_") :]) if key.startswith("track_") else ("clip", key)
         return f"test.{level}.{key}"
     return metric
 
@@ -43,16 +48,18 @@ class SafeAUROC(MulticlassAUROC):
 def classification_metrics(num_classes: int) -> MetricCollection:
     """Accuracy, precision, recall and F1 (macro and weighted) and macro AUROC, on probabilities."""
     kw = {"num_classes": num_classes}
-    return MetricCollection({
-        "acc": MulticlassAccuracy(average="micro", **kw),
-        "precision": MulticlassPrecision(average="macro", **kw),
-        "recall": MulticlassRecall(average="macro", **kw),
-        "f1": MulticlassF1Score(average="macro", **kw),
-        "precision_weighted": MulticlassPrecision(average="weighted", **kw),
-        "recall_weighted": MulticlassRecall(average="weighted", **kw),
-        "f1_weighted": MulticlassF1Score(average="weighted", **kw),
-        "auroc": SafeAUROC(**kw),
-    })
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(average="micro", **kw),
+            "precision": MulticlassPrecision(average="macro", **kw),
+            "recall": MulticlassRecall(average="macro", **kw),
+            "f1": MulticlassF1Score(average="macro", **kw),
+            "precision_weighted": MulticlassPrecision(average="weighted", **kw),
+            "recall_weighted": MulticlassRecall(average="weighted", **kw),
+            "f1_weighted": MulticlassF1Score(average="weighted", **kw),
+            "auroc": SafeAUROC(**kw),
+        }
+    )
 
 
 class TrackPooling(Metric):
@@ -80,11 +87,14 @@ class TrackPooling(Metric):
         Read it through ``pooled_tracks``: torchmetrics squeezes one-element results, so with a single
         track (a sanity-check batch of 60 clips of one song) the ids and labels would come back 0-d.
         """
-        tracks, probs, labels = (torch.cat(x) if isinstance(x, list) else x
-                                 for x in (self.tracks, self.probs, self.labels))
+        tracks, probs, labels = (
+            torch.cat(x) if isinstance(x, list) else x for x in (self.tracks, self.probs, self.labels)
+        )
         ids, inverse = torch.unique(tracks, return_inverse=True)
         sums = torch.zeros(len(ids), probs.shape[1], device=probs.device).index_add_(0, inverse, probs)
-        counts = torch.zeros(len(ids), device=probs.device).index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float))
+        counts = torch.zeros(len(ids), device=probs.device).index_add_(
+            0, inverse, torch.ones_like(inverse, dtype=torch.float)
+        )
         track_labels = torch.zeros(len(ids), dtype=labels.dtype, device=labels.device).scatter_(0, inverse, labels)
         return ids, sums / counts[:, None], track_labels
 

@@ -28,10 +28,17 @@ HELD_OUT = ("val", "test")
 class GenreClassifier(LightningModule):
     """Raw audio ``(batch, channels, samples)`` -> class logits, trained with cross-entropy."""
 
-    def __init__(self, frontend: nn.Module, net: nn.Module, classes: list[str],
-                 optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
-                 scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-                 spec: dict | None = None, spectrogram_images: int = 4, compile_cnn: bool = False) -> None:
+    def __init__(
+        self,
+        frontend: nn.Module,
+        net: nn.Module,
+        classes: list[str],
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        spec: dict | None = None,
+        spectrogram_images: int = 4,
+        compile_cnn: bool = False,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
         self.frontend, self.net = frontend, net
@@ -46,8 +53,9 @@ class GenreClassifier(LightningModule):
         self.pooling = nn.ModuleDict({s: TrackPooling() for s in HELD_OUT})
         # clip counts are summed over DDP ranks; track scores come from pooling already gathered from
         # every rank, so they must not be summed again
-        self.confusion = nn.ModuleDict({"clip": MulticlassConfusionMatrix(n),
-                                        "track": MulticlassConfusionMatrix(n, sync_on_compute=False)})
+        self.confusion = nn.ModuleDict(
+            {"clip": MulticlassConfusionMatrix(n), "track": MulticlassConfusionMatrix(n, sync_on_compute=False)}
+        )
         self.results: dict[str, Any] = {}
         self._images_logged: Counter[str] = Counter()
 
@@ -70,8 +78,7 @@ class GenreClassifier(LightningModule):
         logits = self(audio).float()
         loss = F.cross_entropy(logits, labels)
         self.train_metrics.update(logits.detach().softmax(-1), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels),
-                 sync_dist=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         return loss
 
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
@@ -79,8 +86,14 @@ class GenreClassifier(LightningModule):
         spec = self.frontend(audio)
         logits = self.net(spec).float()
         probs = logits.softmax(-1)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True,
-                 batch_size=len(labels), sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            F.cross_entropy(logits, labels),
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
+            sync_dist=True,
+        )
         self.clip_metrics[stage].update(probs, labels)
         self.pooling[stage].update(probs, labels, tracks)
         if stage == "test":
@@ -101,8 +114,7 @@ class GenreClassifier(LightningModule):
         track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
         for metric in (self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
             metric.reset()
-        scores = {**{f"{stage}/{k}": v for k, v in clip.items()},
-                  **{f"{stage}/track_{k}": v for k, v in track.items()}}
+        scores = {**{f"{stage}/{k}": v for k, v in clip.items()}, **{f"{stage}/track_{k}": v for k, v in track.items()}}
         # the same values on every DDP rank (computed from gathered states): the sync only says so
         self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, prog_bar=False, sync_dist=True)
         if stage == "test":
@@ -150,8 +162,7 @@ class GenreClassifier(LightningModule):
             name = self.classes[label]
             if self._images_logged[name] < per_class:
                 image = spectrogram_image(spec[i, 0].float().cpu().numpy())
-                writer.add_image(f"mel/{name}_{self._images_logged[name]}", image, self.global_step,
-                                 dataformats="HW")
+                writer.add_image(f"mel/{name}_{self._images_logged[name]}", image, self.global_step, dataformats="HW")
                 self._images_logged[name] += 1
 
     # -- optimisation ----------------------------------------------------------------------------
@@ -159,4 +170,7 @@ class GenreClassifier(LightningModule):
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "epoch"},
+        }
