@@ -1,8 +1,8 @@
-"""One training run from a composed config: build, check, fit, test, record; and its DDP fan-out.
+"""One training run from a composed config: build, check, fit, test; and its DDP fan-out.
 
-The data, front-end, network and LightningModule each come from their config group; this module
-wires them, checks that they fit together before any training starts, and records what the run used
-and scored in its output folder.
+The data, front-end, network, LightningModule and callbacks each come from their config group; this
+module wires them and checks that they fit together before any training starts. What the run used
+and scored is written by its callbacks (``conf/callbacks/``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import write_json, write_text
 from metalcore.data.datamodule import MusicDataModule
+from metalcore.training.callbacks.record import validation_scores
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
@@ -64,21 +65,19 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
     return datamodule, module
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The swept and tuned settings as flat scalars, for TensorBoard's hparams view."""
-    keep = {"data", "features", "model", "module", "trainer", "seed"}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if not k.startswith("_") and k not in ("output_dir", "cache_dir", "default_root_dir"):
-                    walk(f"{prefix}.{k}" if prefix else k, v)
-        elif prefix.split(".")[0] in keep:
-            flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
-
-    walk("", OmegaConf.to_container(cfg, resolve=True))
-    return flat
+def make_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
+    """One callback per entry of ``callbacks``; an entry with a ``config`` key receives the run's
+    configuration, resolved (passed after instantiation, so its ``_target_`` nodes stay plain data)."""
+    used = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = []
+    for node in (cfg.get("callbacks") or {}).values():
+        if node is None:
+            continue
+        factory = make(node, _partial_=True)
+        callbacks.append(factory(config=used) if "config" in node else factory())
+    if not with_logger:  # ~logger: nothing to log learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
 
 
 def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
@@ -101,71 +100,35 @@ def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
+    """Fit, then validate and test the best checkpoint; returns the scores a sweeper reads.
+
+    Files (metrics.json, config.yaml, figures) are written by the callbacks in ``conf/callbacks/``.
+    """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    output_dir = Path(cfg.paths.output_dir)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False
-    callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values()]
-    if not logger:  # ~logger: nothing to log learning rates to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = make(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer: L.Trainer = make(cfg.trainer, callbacks=make_callbacks(cfg, bool(logger)), logger=logger)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg.get("ckpt_path"), trainer))
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint else ""
-    # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
-    val = (
-        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)[0]
-        if best
-        else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    )
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:  # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+    val = validation_scores(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
-    metrics = {
-        "classes": datamodule.classes,
-        "seed": cfg.seed,
-        "test": module.results,
-        "counts": datamodule.counts(),
-        "epochs": trainer.current_epoch,
-        "best_checkpoint": best,
-        "monitor": {"metric": checkpoint.monitor, "best": float(checkpoint.best_model_score)}
-        if checkpoint and checkpoint.best_model_score is not None
-        else None,
-        "val": val,
-        # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
-        "environment": {
-            "precision": str(trainer.precision),
-            "accelerator": type(trainer.accelerator).__name__,
-            "devices": trainer.num_devices,
-            "nodes": trainer.num_nodes,
-            "torch": torch.__version__,
-            "lightning": L.__version__,
-        },
-    }
+    test = module.results["test"]
     if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
-        write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if logger:
-            finals = {
-                f"hparams/test_{level}_{name}": value
-                for level in ("clip", "track")
-                for name, value in module.results[level].items()
-                if isinstance(value, float)
-            }
-            logger.log_hyperparams(flat_hparams(cfg), metrics=finals)
-            logger.finalize("success")  # flush now: the last job of a sweep would exit with them unwritten
-        log.info("test per clip:  acc %.4f  f1 %.4f", module.results["clip"]["acc"], module.results["clip"]["f1"])
-        log.info("test per track: acc %.4f  f1 %.4f", module.results["track"]["acc"], module.results["track"]["f1"])
-        log.info("outputs in %s", output_dir)
-    return metrics
+        log.info("test per clip:  acc %.4f  f1 %.4f", test["clip"]["acc"], test["clip"]["f1"])
+        log.info("test per track: acc %.4f  f1 %.4f", test["track"]["acc"], test["track"]["f1"])
+        log.info("outputs in %s", cfg.paths.output_dir)
+    return {"val": val, "test": test}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """``train(cfg)`` here, or in one process per device for ``trainer=ddp`` (see metalcore.training.launch).
 
-    The parent prepares the data once and checks the config before any process starts; rank 0
-    writes metrics.json, which the parent reads back for the sweeper.
+    The parent prepares the data once and checks the config before any process starts; rank 0's
+    RunRecord writes metrics.json, which the parent reads back for the sweeper.
     """
     processes = local_processes(
         cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices")

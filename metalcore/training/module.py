@@ -1,13 +1,14 @@
 """The LightningModule: Mel front-end + network + losses + clip- and track-level metrics.
 
 The front-end and the network come in built (from Hydra config or from a checkpoint); this module
-only knows what a genre classifier learns and how it is scored. ``spec`` records everything needed
-to rebuild it from the checkpoint alone (class names, sample rate, front-end and network configs).
+only knows what a genre classifier learns and how it is scored: what a run writes (figures, metrics.json)
+is done by callbacks (``metalcore.training.callbacks``) that read ``results``. ``spec`` records
+everything needed to rebuild it from the checkpoint alone (class names, sample rate, front-end and
+network configs).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,12 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
-from metalcore.training.plots import confusion_figure, spectrogram_image
 
 HELD_OUT = ("val", "test")
 
@@ -36,7 +35,6 @@ class GenreClassifier(LightningModule):
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         spec: dict | None = None,
-        spectrogram_images: int = 4,
         compile_cnn: bool = False,
     ) -> None:
         super().__init__()
@@ -44,7 +42,6 @@ class GenreClassifier(LightningModule):
         self.frontend, self.net = frontend, net
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.spectrogram_images = spectrogram_images
         self.compile_cnn = compile_cnn
         n = len(self.classes)
         self.train_metrics = classification_metrics(n)  # on the random training crops
@@ -56,8 +53,9 @@ class GenreClassifier(LightningModule):
         self.confusion = nn.ModuleDict(
             {"clip": MulticlassConfusionMatrix(n), "track": MulticlassConfusionMatrix(n, sync_on_compute=False)}
         )
-        self.results: dict[str, Any] = {}
-        self._images_logged: Counter[str] = Counter()
+        # the scores of the last validation and test runs, {"val"|"test": {"clip": {...}, "track": {...}}},
+        # for callbacks and the caller; test scores also hold the confusion matrices
+        self.results: dict[str, dict[str, dict[str, Any]]] = {}
 
     def configure_model(self) -> None:
         """``compile_cnn``: compile the network's convolutional stack with ``torch.compile``.
@@ -83,8 +81,7 @@ class GenreClassifier(LightningModule):
 
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
         audio, labels, tracks = batch
-        spec = self.frontend(audio)
-        logits = self.net(spec).float()
+        logits = self(audio).float()
         probs = logits.softmax(-1)
         self.log(
             f"{stage}/loss",
@@ -98,8 +95,6 @@ class GenreClassifier(LightningModule):
         self.pooling[stage].update(probs, labels, tracks)
         if stage == "test":
             self.confusion["clip"].update(probs, labels)
-        if stage == "val" and self.current_epoch == 0 and not self.trainer.sanity_checking:
-            self._log_spectrograms(spec, labels)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._held_out_step(batch, "val", batch_idx)
@@ -128,42 +123,14 @@ class GenreClassifier(LightningModule):
         self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        self._score("val")
+        self.results["val"] = self._score("val")
 
     def on_test_epoch_end(self) -> None:
         scores = self._score("test")
         for level, metric in self.confusion.items():
-            matrix = metric.compute().cpu().numpy()
+            scores[level]["confusion"] = metric.compute().cpu().numpy().tolist()
             metric.reset()
-            scores[level]["confusion"] = matrix.tolist()
-            self._log_figure(f"test/confusion_{level}", confusion_figure(matrix, self.classes, f"test, per {level}"))
-        self.results = scores
-
-    # -- TensorBoard extras ----------------------------------------------------------------------
-    def _tensorboard(self):
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
-                return logger.experiment
-        return None
-
-    def _log_figure(self, tag: str, figure) -> None:
-        writer = self._tensorboard()
-        if writer is not None:
-            writer.add_figure(tag, figure, global_step=self.global_step)
-
-    def _log_spectrograms(self, spec: torch.Tensor, labels: torch.Tensor) -> None:
-        """The first validation clips of each class (val batches run class by class, so the first
-        batch alone would often show one class only), ``spectrogram_images`` in all."""
-        writer = self._tensorboard()
-        per_class = -(-self.spectrogram_images // len(self.classes))
-        if writer is None or sum(self._images_logged.values()) >= per_class * len(self.classes):
-            return
-        for i, label in enumerate(labels.tolist()):
-            name = self.classes[label]
-            if self._images_logged[name] < per_class:
-                image = spectrogram_image(spec[i, 0].float().cpu().numpy())
-                writer.add_image(f"mel/{name}_{self._images_logged[name]}", image, self.global_step, dataformats="HW")
-                self._images_logged[name] += 1
+        self.results["test"] = scores
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
