@@ -15,6 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from metalcore.core.errors import UserError
+from metalcore.models.base import check_network
 from metalcore.models.cnn import CNN
 from metalcore.models.crnn import CRNN
 from metalcore.models.frontend import MelFrontend
@@ -224,13 +225,12 @@ def test_config_composes_and_instantiates(overrides, tmp_path):
     # one second is enough to show that front-end and network agree on shapes (segment length only
     # changes the number of frames, which check_segment and train.build cover); whole segments cost seconds
     samples = min(datamodule.segment_samples, datamodule.sample_rate)
-    with torch.no_grad():
-        logits = net.eval()(frontend.eval()(torch.zeros(1, datamodule.channels, samples)))
-    assert logits.shape == (1, 2)
+    check_network(net, 2, datamodule.channels, frontend.n_mels, frontend.frames(samples))
 
 
 def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
-    """module.compile_cnn=true: the CNN runs through torch.compile, the GRU and front-end stay eager."""
+    """module.compile_cnn=true: what the network names (its conv stack) runs through torch.compile;
+    the GRU and front-end stay eager."""
     net = CRNN(2, gru_hidden=16)
     names = list(net.state_dict())
     module = GenreClassifier(

@@ -128,16 +128,29 @@ def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
         },
         folder / "evil.ckpt",
     )
+    new_layout = {
+        "classes": ["a", "b"],
+        "sample_rate": 16000,
+        "channels": 2,
+        "segment_seconds": 1.0,
+        "features": {"_target_": "metalcore.models.frontend.MelFrontend", "sample_rate": 16000, "n_mels": 32},
+        "model": {"_target_": "metalcore.models.stats.MelStats", "num_classes": 2, "in_channels": 2, "n_mels": 32},
+    }
+    torch.save({"state_dict": {}, "hyper_parameters": {"spec": {**new_layout, "channels": 0}}}, folder / "zero.ckpt")
+    not_a_network = {**new_layout, "model": {"_target_": "metalcore.models.conv.ConvStack"}}
+    torch.save({"state_dict": {}, "hyper_parameters": {"spec": not_a_network}}, folder / "conv.ckpt")
     return {
         "missing": (folder / "nope.ckpt", "checkpoint not found"),
         "text": (folder / "text.ckpt", "not a readable metalcore checkpoint"),
         "table": (folder / "split.csv", "not a readable metalcore checkpoint"),
         "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
         "evil": (folder / "evil.ckpt", "not a metalcore module"),
+        "zero channels": (folder / "zero.ckpt", "channels must be a positive integer, not 0"),
+        "not a network": (folder / "conv.ckpt", "ConvStack is not a metalcore.models.base.Network"),
     }
 
 
-@pytest.mark.parametrize("name", ["missing", "text", "table", "plain", "evil"])
+@pytest.mark.parametrize("name", ["missing", "text", "table", "plain", "evil", "zero channels", "not a network"])
 def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, capsys, name):
     path, words = foreign_checkpoints(tmp_path)[name]
     good = write_audio(tmp_path / "good.wav", songs["metal"], SR)
@@ -145,6 +158,25 @@ def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, caps
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: {path}: ") and words in err and "Traceback" not in err
+
+
+def test_a_checkpoint_with_the_untyped_spec_layout_still_loads(tmp_path, checkpoint, classifier):
+    """Checkpoints written before ModelSpec nest sample rate, channels and segment under ``data``."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    spec = saved["hyper_parameters"]["spec"]
+    data = {key: spec.pop(key) for key in ("sample_rate", "channels", "segment_seconds")}
+    saved["hyper_parameters"]["spec"] = {**spec, "data": data}
+    torch.save(saved, tmp_path / "old.ckpt")
+    old = Classifier.from_checkpoint(tmp_path / "old.ckpt", "cpu")
+    assert (old.classes, old.sample_rate, old.channels, old.segment_samples) == (
+        classifier.classes,
+        classifier.sample_rate,
+        classifier.channels,
+        classifier.segment_samples,
+    )
+    audio = 0.1 * torch.randn(2, 2, 32000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(old(audio), classifier(audio))
 
 
 def test_json_with_a_timeline_covers_the_track_end_to_end(tmp_path, checkpoint, songs, capsys):

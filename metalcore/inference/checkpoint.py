@@ -1,8 +1,9 @@
 """A classifier rebuilt from a checkpoint alone: the piece that predict, evaluate and export share.
 
-A checkpoint carries everything needed to rebuild the classifier (``hyper_parameters.spec``: class
-names, sample rate, channels, segment length, front-end and network configs), so inference needs
-no Hydra config and no data folder. It is read with ``torch.load(weights_only=True)``, and the
+A checkpoint carries everything needed to rebuild the classifier (``hyper_parameters.spec``, a
+``ModelSpec``: class names, sample rate, channels, segment length, front-end and network configs),
+so inference needs no Hydra config and no data folder; the network it rebuilds must keep the
+``Network`` contract. It is read with ``torch.load(weights_only=True)``, and the
 configs may only name ``metalcore`` modules, so opening a checkpoint never runs foreign code.
 """
 
@@ -15,6 +16,9 @@ import torch
 from torch import nn
 
 from metalcore.core.errors import UserError
+from metalcore.models.base import Network, check_network
+from metalcore.models.frontend import MelFrontend
+from metalcore.models.spec import ModelSpec
 
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
 
@@ -28,23 +32,19 @@ def best_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _build(config: dict, what: str, path: Path) -> nn.Module:
-    """Instantiate a ``_target_`` config recorded in a checkpoint; only metalcore modules qualify."""
+def _build(config: dict, what: str, path: Path, kind: type[nn.Module]) -> nn.Module:
+    """Instantiate a ``_target_`` config recorded in a checkpoint, which must build a ``kind``."""
     config = dict(config)
-    target = str(config.pop("_target_", ""))
+    target = config.pop("_target_")  # a metalcore class: ModelSpec refuses any other
     module_name, _, class_name = target.rpartition(".")
-    if not module_name.startswith("metalcore."):
-        raise UserError(
-            f"{path}: the checkpoint's {what} is {target or 'missing'}, not a metalcore module; {CHECKPOINT_HELP}"
-        )
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as err:
         raise UserError(
             f"{path}: the checkpoint's {what} {target} does not exist in this version of metalcore ({err})"
         ) from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise UserError(f"{path}: the checkpoint's {what} {target} is not a network module")
+    if not (isinstance(cls, type) and issubclass(cls, kind)):
+        raise UserError(f"{path}: the checkpoint's {what} {target} is not a {kind.__module__}.{kind.__qualname__}")
     try:
         return cls(**config)
     except TypeError as err:  # settings renamed or removed since the checkpoint was written
@@ -106,21 +106,26 @@ class Classifier(nn.Module):
                 f"{path}: not a readable metalcore checkpoint ({reason[:200]}); {CHECKPOINT_HELP}"
             ) from None
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        spec = hparams.get("spec") if isinstance(hparams, dict) else None
-        if (
-            not isinstance(spec, dict)
-            or not {"classes", "data", "features", "model"} <= set(spec)
-            or not isinstance(checkpoint.get("state_dict"), dict)
-        ):
+        raw = hparams.get("spec") if isinstance(hparams, dict) else None
+        if raw is None or not isinstance(checkpoint.get("state_dict"), dict):
             raise UserError(f"{path}: not a metalcore checkpoint (it holds no model spec); {CHECKPOINT_HELP}")
-        data = spec["data"]
+        try:
+            spec = ModelSpec.from_dict(raw)
+        except ValueError as err:
+            raise UserError(f"{path}: not a metalcore checkpoint ({err}); {CHECKPOINT_HELP}") from None
+        frontend = _build(spec.features, "front-end", path, MelFrontend)
+        net = _build(spec.model, "model", path, Network)
+        try:
+            check_network(net, len(spec.classes), spec.channels, frontend.n_mels, frontend.frames(spec.segment_samples))
+        except ValueError as err:
+            raise UserError(f"{path}: the checkpoint's model ({spec.model['_target_']}) {err}") from None
         classifier = cls(
-            _build(spec["features"], "front-end", path),
-            _build(spec["model"], "model", path),
-            classes=spec["classes"],
-            sample_rate=data["sample_rate"],
-            channels=data["channels"],
-            segment_seconds=data["segment_seconds"],
+            frontend,
+            net,
+            classes=spec.classes,
+            sample_rate=spec.sample_rate,
+            channels=spec.channels,
+            segment_seconds=spec.segment_seconds,
         )
         try:
             classifier.load_state_dict(checkpoint["state_dict"])

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from metalcore.models.base import Network
 from metalcore.models.conv import ConvStack
 
 
-class CNN(nn.Module):
+class CNN(Network):
     """``(batch, in_channels, n_mels, frames)`` -> class logits ``(batch, num_classes)``."""
 
     def __init__(
@@ -25,10 +26,13 @@ class CNN(nn.Module):
         conv_dropout: float = 0.25,
         dropout: float = 0.5,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, in_channels, n_mels)
         self.cnn = ConvStack(in_channels, channels, n_mels)
         self.conv_dropout = nn.Dropout(conv_dropout)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.cnn.out_channels, num_classes))
+
+    def compilable(self) -> nn.Module:
+        return self.cnn
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""

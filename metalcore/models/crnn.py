@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from metalcore.core.errors import UserError
+from metalcore.models.base import Network
 from metalcore.models.conv import ConvStack
 
 POOLINGS = ("mean", "max", "last")
 
 
-class CRNN(nn.Module):
+class CRNN(Network):
     """``(batch, in_channels, n_mels, frames)`` -> class logits ``(batch, num_classes)``.
 
     ``model=crnn`` is ours (bidirectional, mean over time); ``model=seed`` sets the study's network:
@@ -38,7 +39,7 @@ class CRNN(nn.Module):
         conv_dropout: float = 0.25,
         dropout: float = 0.5,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, in_channels, n_mels)
         if pooling not in POOLINGS:
             raise UserError(f"model.pooling={pooling!r} is not one of {POOLINGS}")
         if gru_hidden < 1 or gru_layers < 1:
@@ -56,6 +57,9 @@ class CRNN(nn.Module):
         width = gru_hidden * (2 if bidirectional else 1)
         fc = [nn.Linear(width, fc_hidden), nn.ReLU(inplace=True)] if fc_hidden else []
         self.head = nn.Sequential(*fc, nn.Dropout(dropout), nn.Linear(fc_hidden or width, num_classes))
+
+    def compilable(self) -> nn.Module:
+        return self.cnn
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec``: ``(batch, in_channels, n_mels, frames)`` -> logits ``(batch, num_classes)``."""

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -22,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
+from metalcore.models.base import check_network
+from metalcore.models.spec import ModelSpec
 from metalcore.training.callbacks.record import validation_scores
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
@@ -37,30 +38,28 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
     frontend = make(cfg.features)
     frontend.check_segment(datamodule.segment_samples)
     datamodule.prepare_data()  # after the config checks: an impossible setting must not wait for a decode
-    net = make(cfg.model, num_classes=len(datamodule.classes))
+    classes = datamodule.classes
+    net = make(cfg.model, num_classes=len(classes))
+    frames = frontend.frames(datamodule.segment_samples)
     try:
-        with torch.no_grad():
-            net.eval()(frontend.eval()(torch.zeros(2, datamodule.channels, datamodule.segment_samples)))
-    except RuntimeError as err:
+        check_network(net, len(classes), datamodule.channels, frontend.n_mels, frames)
+    except ValueError as err:
         raise UserError(
-            f"model ({cfg.model._target_}) cannot take a segment of "
-            f"data.segment_seconds={cfg.data.segment_seconds} with features.hop_length="
-            f"{frontend.hop_length}: {str(err).splitlines()[0]}"
+            f"model ({cfg.model._target_}) {err} (a segment of data.segment_seconds={cfg.data.segment_seconds} "
+            f"with features.hop_length={frontend.hop_length} gives {frames} frames)"
         ) from None
-    spec = {
-        "classes": datamodule.classes,
-        "data": {
-            "sample_rate": datamodule.sample_rate,
-            "channels": datamodule.channels,
-            "segment_seconds": cfg.data.segment_seconds,
-        },
-        "features": OmegaConf.to_container(cfg.features, resolve=True),
-        "model": {**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(datamodule.classes)},
-    }
-    # spec goes in after instantiation: passed to instantiate, its _target_ nodes would become modules
-    # pickled into the checkpoint instead of the plain configs that metalcore.inference rebuilds from.
+    spec = ModelSpec(
+        classes=classes,
+        sample_rate=datamodule.sample_rate,
+        channels=datamodule.channels,
+        segment_seconds=float(cfg.data.segment_seconds),
+        features=OmegaConf.to_container(cfg.features, resolve=True),
+        model={**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes)},
+    )
+    # spec goes in after instantiation, as plain containers: passed to instantiate, its _target_ nodes would
+    # become modules pickled into the checkpoint instead of the configs that metalcore.inference rebuilds from.
     module = make(cfg.module, _partial_=True)(
-        frontend=frontend.train(), net=net.train(), classes=datamodule.classes, spec=spec
+        frontend=frontend.train(), net=net.train(), classes=classes, spec=spec.to_dict()
     )
     return datamodule, module
 

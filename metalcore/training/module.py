@@ -2,9 +2,9 @@
 
 The front-end and the network come in built (from Hydra config or from a checkpoint); this module
 only knows what a genre classifier learns and how it is scored: what a run writes (figures, metrics.json)
-is done by callbacks (``metalcore.training.callbacks``) that read ``results``. ``spec`` records
-everything needed to rebuild it from the checkpoint alone (class names, sample rate, front-end and
-network configs).
+is done by callbacks (``metalcore.training.callbacks``) that read ``results``. ``spec`` (a
+``metalcore.models.spec.ModelSpec`` as a plain dict) records everything needed to rebuild it from the
+checkpoint alone (class names, sample rate, front-end and network configs).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from metalcore.models.base import Network
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 
 HELD_OUT = ("val", "test")
@@ -30,11 +31,11 @@ class GenreClassifier(LightningModule):
     def __init__(
         self,
         frontend: nn.Module,
-        net: nn.Module,
+        net: Network,
         classes: list[str],
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-        spec: dict | None = None,
+        spec: dict[str, Any] | None = None,
         compile_cnn: bool = False,
     ) -> None:
         super().__init__()
@@ -58,13 +59,14 @@ class GenreClassifier(LightningModule):
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
 
     def configure_model(self) -> None:
-        """``compile_cnn``: compile the network's convolutional stack with ``torch.compile``.
+        """``compile_cnn``: compile the part the network names (``Network.compilable``) with ``torch.compile``.
 
-        Only the CNN: graphs break at RNNs (pytorch #167275), and the front-end's STFT stays fp32
-        and eager. Compiled in place, so checkpoints keep their plain parameter names.
+        Not the whole network: graphs break at RNNs (pytorch #167275), and the front-end's STFT stays
+        fp32 and eager. Compiled in place, so checkpoints keep their plain parameter names.
         """
-        if self.compile_cnn and isinstance(getattr(self.net, "cnn", None), nn.Module):
-            self.net.cnn.compile()
+        part = self.net.compilable() if self.compile_cnn else None
+        if part is not None:
+            part.compile()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> logits ``(batch, classes)``."""

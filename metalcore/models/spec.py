@@ -1,0 +1,77 @@
+"""``ModelSpec``: what a checkpoint says about the classifier it holds, so inference needs nothing else.
+
+Training writes it (``metalcore.training.experiment.build``) into the checkpoint's
+``hyper_parameters["spec"]`` as a plain dict, which ``torch.load(weights_only=True)`` reads back
+without running any code; ``ModelSpec.from_dict`` validates it when a checkpoint is opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Class names (in logit order), the audio a clip must be, and the configs to rebuild the modules.
+
+    ``features`` and ``model`` are ``_target_`` configs (Hydra's form, resolved) naming metalcore
+    classes only: the front-end and the network (``num_classes`` included).
+    """
+
+    classes: list[str]
+    sample_rate: int
+    channels: int
+    segment_seconds: float
+    features: dict[str, Any]
+    model: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        classes = self.classes
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes)):
+            raise ValueError(f"classes must be a list of class names, not {classes!r}")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"classes {classes} name a class twice")
+        for name in ("sample_rate", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        seconds = self.segment_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"segment_seconds must be a positive number, not {seconds!r}")
+        for name in ("features", "model"):
+            config = getattr(self, name)
+            if not isinstance(config, dict) or not isinstance(config.get("_target_"), str):
+                raise ValueError(f"{name} must be a config with a _target_, not {config!r}")
+            if not config["_target_"].startswith("metalcore."):  # opening a checkpoint must never run foreign code
+                raise ValueError(f"{name} is {config['_target_']}, not a metalcore module")
+        if self.model.get("num_classes", len(classes)) != len(classes):
+            raise ValueError(f"model.num_classes={self.model['num_classes']} but there are {len(classes)} classes")
+
+    @property
+    def segment_samples(self) -> int:
+        return round(self.segment_seconds * self.sample_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only: what the checkpoint stores."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> ModelSpec:
+        """Validate a stored spec; ``ValueError`` says what is missing or wrong.
+
+        Checkpoints written before the spec was typed nest sample rate, channels and segment
+        length under ``data``; they read the same.
+        """
+        if not isinstance(raw, dict):
+            raise ValueError(f"the spec is a {type(raw).__name__}, not a mapping")
+        raw = {**raw, **raw["data"]} if isinstance(raw.get("data"), dict) else dict(raw)
+        raw.pop("data", None)
+        fields = set(cls.__dataclass_fields__)
+        missing, unknown = sorted(fields - set(raw)), sorted(set(raw) - fields)
+        problems = [f"lacks {', '.join(missing)}"] * bool(missing) + [f"has unknown {', '.join(unknown)}"] * bool(
+            unknown
+        )
+        if problems:
+            raise ValueError(f"the spec {' and '.join(problems)}")
+        return cls(**raw)
