@@ -196,8 +196,41 @@ def test_gru_reads_time_steps_in_order():
     assert not torch.equal(before[:, 12:], after[:, 12:])
 
 
-def test_seed_model_has_the_studys_parameter_count(tmp_path):
-    cfg = compose_train("model=seed", tmp_path=tmp_path)
+def gru_by_hand(gru: torch.nn.GRU, x: torch.Tensor, suffix: str) -> torch.Tensor:
+    """One layer, one direction, from the GRU equations: ``(batch, time, input)`` -> ``(batch, time, hidden)``."""
+    w_ih, w_hh = getattr(gru, f"weight_ih_l0{suffix}"), getattr(gru, f"weight_hh_l0{suffix}")
+    b_ih, b_hh = getattr(gru, f"bias_ih_l0{suffix}"), getattr(gru, f"bias_hh_l0{suffix}")
+    h, outputs = torch.zeros(x.shape[0], gru.hidden_size), []
+    for t in range(x.shape[1]):
+        (i_r, i_z, i_n), (h_r, h_z, h_n) = (x[:, t] @ w_ih.T + b_ih).chunk(3, 1), (h @ w_hh.T + b_hh).chunk(3, 1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        outputs.append(h)
+    return torch.stack(outputs, 1)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_last_step_pooling_reads_each_direction_after_the_whole_clip(bidirectional):
+    """pooling=last: the forward GRU at the last frame; the backward GRU at the first frame, where it has
+    read the whole clip (its last frame would be one step of input)."""
+    net = CRNN(num_classes=2, n_mels=32, channels=(8, 8), gru_hidden=6, gru_layers=1, bidirectional=bidirectional)
+    net.pooling = "last"
+    seen = {}
+    net.gru.register_forward_hook(lambda module, args, output: seen.update(gru_in=args[0].detach()))
+    net.head.register_forward_pre_hook(lambda module, args: seen.update(pooled=args[0].detach()))
+    with torch.no_grad():
+        net.eval()(spectrogram(3, 2, 32, 40))
+        x = seen["gru_in"]  # (B, T, features)
+        expected = gru_by_hand(net.gru, x, "")[:, -1]
+        if bidirectional:
+            backward = gru_by_hand(net.gru, x.flip(1), "_reverse").flip(1)  # (B, T, H) in clip order
+            expected = torch.cat([expected, backward[:, 0]], 1)
+    assert seen["pooled"].shape == (3, 6 * (2 if bidirectional else 1))
+    assert torch.allclose(seen["pooled"], expected, atol=1e-5)
+
+
+def test_study_model_has_the_studys_parameter_count(tmp_path):
+    cfg = compose_train("model=study", tmp_path=tmp_path)
     net = hydra.utils.instantiate(cfg.model, num_classes=2)
     assert isinstance(net, CRNN) and not net.gru.bidirectional and net.pooling == "last"
     assert parameters(net) == 381_090

@@ -116,7 +116,7 @@ def test_report_tables_and_plots_the_grid(grid_sweep: Path, tmp_path: Path):
 
 # -- baselines, and a job that fails ---------------------------------------------------------------
 def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Path, cache_dir: Path, demo_root: Path):
-    """model=cnn,seed,stats (crnn runs in the grid above); n_mels=256 cannot work at n_fft=512."""
+    """model=cnn,study,stats (crnn runs in the grid above); n_mels=256 cannot work at n_fft=512."""
     sweep = tmp_path / "baselines"
     overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("model.gru_hidden")]  # no GRU in cnn/stats
     result = run_module(
@@ -125,7 +125,7 @@ def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Pat
         *overrides,
         f"hydra.sweep.dir={sweep}",
         "trainer.max_epochs=1",
-        "model=cnn,seed,stats",
+        "model=cnn,study,stats",
         "features.n_mels=32,256",
     )
     assert result.returncode != 0  # Hydra raises once at the end, after running every job
@@ -134,7 +134,7 @@ def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Pat
     report = run_module("metalcore.report", str(sweep))
     assert report.returncode == 0, report.stderr[-3000:]
     rows = {(r[0], r[1]): r for r in table_rows(report.stdout)}
-    for model in ("cnn", "seed", "stats"):
+    for model in ("cnn", "study", "stats"):
         assert rows[model, "32"][-1] == "ok" and 0.0 <= float(rows[model, "32"][3]) <= 1.0
         assert rows[model, "256"][-1] == "1 failed" and rows[model, "256"][2] == "0"
     failed = [line for line in report.stdout.splitlines() if "(failed)" in line]

@@ -8,6 +8,7 @@ its few seconds importing); the other impossible settings go through the same ``
 from __future__ import annotations
 
 import csv
+import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.training.experiment import build
+from metalcore.training.experiment import build, optimized_value, run
 
 METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
 SPLITS = ("train", "val", "test")
@@ -255,6 +256,21 @@ def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_
     metrics = read_metrics(trained_run)
     assert metrics["monitor"]["metric"] == "val/loss"
     assert metrics["val"]["val/loss"] == pytest.approx(metrics["monitor"]["best"], rel=1e-4)
+
+
+def test_a_misspelt_optimized_metric_is_refused_before_training_with_the_valid_names(tmp_path):
+    """A sweeper given None (what a misspelt name returned) optimises nothing and says nothing."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [*tiny_overrides(tmp_path / "fresh"), "optimized_metric=val/track_F1"])
+    with pytest.raises(
+        UserError, match=r"optimized_metric=val/track_F1 is not a metric .*: val/loss, val/acc, .*val/track_f1, "
+    ):
+        run(cfg)
+    assert not (tmp_path / "fresh").exists()
+    metrics = {"val": {"val/track_f1": 0.5}, "test": {"clip": {"acc": 0.75}, "track": {"f1": 0.25}}}
+    for name, value in {"val/track_f1": 0.5, "test/acc": 0.75, "test/track_f1": 0.25, "test.track.f1": 0.25}.items():
+        assert optimized_value(OmegaConf.create({"optimized_metric": name}), metrics) == value
+    assert math.isnan(optimized_value(OmegaConf.create({"optimized_metric": "val/auroc"}), metrics))  # one class
 
 
 def test_the_run_records_the_configuration_it_used(trained_run: Path):

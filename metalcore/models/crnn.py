@@ -21,7 +21,7 @@ POOLINGS = ("mean", "max", "last")
 class CRNN(Network):
     """``(batch, in_channels, n_mels, frames)`` -> class logits ``(batch, num_classes)``.
 
-    ``model=crnn`` is ours (bidirectional, mean over time); ``model=seed`` sets the study's network:
+    ``model=crnn`` is ours (bidirectional, mean over time); ``model=study`` sets the study's network:
     unidirectional 2 x GRU of 68 read at the last step, then a 512-unit layer.
     """
 
@@ -72,6 +72,9 @@ class CRNN(Network):
             x = x.mean(1)
         elif self.pooling == "max":
             x = x.amax(1)
+        elif self.gru.bidirectional:  # each direction after it has read the whole clip: the backward one ends at 0
+            hidden = self.gru.hidden_size
+            x = torch.cat([x[:, -1, :hidden], x[:, 0, hidden:]], 1)
         else:
             x = x[:, -1]
         return self.head(x)  # (B, num_classes)

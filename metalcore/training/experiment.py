@@ -26,7 +26,7 @@ from metalcore.models.spec import ModelSpec
 from metalcore.training.callbacks.record import validation_scores
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
-from metalcore.training.metrics import canonical
+from metalcore.training.metrics import canonical, logged_names
 from metalcore.training.module import GenreClassifier
 
 log = logging.getLogger("metalcore.train")
@@ -129,6 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     The parent prepares the data once and checks the config before any process starts; rank 0's
     RunRecord writes metrics.json, which the parent reads back for the sweeper.
     """
+    check_optimized_metric(cfg)
     processes = local_processes(
         cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices")
     )
@@ -152,14 +153,26 @@ def log_once() -> None:
             handler.close()
 
 
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """A misspelt ``optimized_metric`` is refused before training, with the names a run logs."""
+    name = cfg.get("optimized_metric")
+    names = logged_names()
+    if name and canonical(name) not in {canonical(n) for n in names}:
+        raise UserError(f"optimized_metric={name} is not a metric a run logs; use one of: {', '.join(names)}")
+
+
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
-    """The value of ``optimized_metric`` (``val/...`` or ``test/...``) for a sweeper to optimise."""
+    """The value of ``optimized_metric`` (``val/...`` or ``test/...``) for a sweeper to optimise.
+
+    NaN when the run could not compute it (AUROC on a split that holds one class only).
+    """
     name = cfg.get("optimized_metric")
     if not name:
         return None
+    check_optimized_metric(cfg)
     if name in metrics["val"]:
         return metrics["val"][name]
     value: Any = metrics
     for part in canonical(name).split("."):
         value = value.get(part, {}) if isinstance(value, dict) else {}
-    return value if isinstance(value, float) else None
+    return value if isinstance(value, float) else float("nan")

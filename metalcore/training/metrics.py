@@ -35,6 +35,14 @@ def canonical(metric: str) -> str:
     return metric
 
 
+def logged_names() -> list[str]:
+    """Every metric name a run logs for validation and test (what ``optimized_metric`` may name)."""
+    scores = list(classification_metrics(2))
+    return ["val/loss"] + [
+        f"{stage}/{level}{name}" for stage in ("val", "test") for level in ("", "track_") for name in scores
+    ]
+
+
 class SafeAUROC(MulticlassAUROC):
     """Macro AUROC that yields NaN instead of an error or a misleading 0 when a class is absent."""
 
