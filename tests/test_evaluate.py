@@ -87,6 +87,9 @@ def test_evaluate_refuses_with_one_line(checkpoint, demo_root, tmp_path, capsys,
     assert len(err.strip().splitlines()) == 1 and words in err, err
 
 
+# slow: the trained run logs val/track_f1 every epoch (test_train.py's TensorBoard test) and its
+# metrics.json names the monitored checkpoint's score (test_the_optimised_value_is_...)
+@pytest.mark.slow
 def test_checkpoint_selection_can_monitor_the_track_f1(tmp_path, cache_dir, demo_root):
     """Validation pools per track, so the best checkpoint can be the one with the best track-level F1.
 

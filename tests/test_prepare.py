@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_module
 
 import metalcore.audio.cache as cache_module
@@ -235,12 +237,47 @@ def test_class_left_too_small_by_skipped_files_is_one_clear_error(tmp_path):
         dm.setup()
 
 
-def test_training_runs_to_the_end_after_skipping_broken_files(tmp_path):
-    root, run_dir = tmp_path / "music", tmp_path / "run"
+def library_with_broken_files(root: Path) -> Path:
+    """Four good tracks per class by two bands, and the broken files of ``BROKEN``."""
     for label in ("metal", "hardcore"):
         for k in range(4):
             make_good(root, (label, f"{label} band {k % 2} - song {k}.wav", 2, RATE, 1.5, None), 10 * len(label) + k)
     make_broken(root)
+    return root
+
+
+def test_broken_files_are_logged_and_left_out_of_the_split_and_the_loaders(tmp_path, caplog):
+    """What a training run does before its first step (the slow test below runs it to the end)."""
+    root = library_with_broken_files(tmp_path / "music")
+    dm = MusicDataModule(
+        str(root),
+        str(tmp_path / "cache"),
+        sample_rate=RATE,
+        segment_seconds=1.0,
+        segments_per_track=2,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        batch_size=4,
+        num_workers=0,
+        workers_for_decoding=1,
+        output_dir=str(tmp_path / "run"),
+    )
+    with caplog.at_level(logging.WARNING):
+        dm.prepare_data()
+    dm.setup("fit")
+    for name, reason in BROKEN.items():
+        assert f"skipped {root / name}: {reason}" in caplog.text, name
+    assert sum(c["tracks"] for c in dm.counts().values()) == 8
+    with open(tmp_path / "run" / "split.csv", newline="") as f:
+        assert {Path(r["path"]).name for r in csv.DictReader(f)}.isdisjoint(Path(name).name for name in BROKEN)
+    assert (tmp_path / "run" / "skipped.csv").is_file() and (dm.cache.folder / "skipped.csv").is_file()
+    audio, _, _ = next(iter(dm.train_dataloader()))
+    assert audio.shape == (4, 2, RATE) and torch.isfinite(audio).all()
+
+
+@pytest.mark.slow
+def test_training_runs_to_the_end_after_skipping_broken_files(tmp_path):
+    root, run_dir = library_with_broken_files(tmp_path / "music"), tmp_path / "run"
     result = run_module(
         "metalcore.train",
         f"data.root={root}",

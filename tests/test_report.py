@@ -15,6 +15,7 @@ import yaml
 from conftest import run_module
 
 from metalcore.evaluation import sweep as report
+from metalcore.report import main as report_command
 from metalcore.training import metrics
 
 
@@ -83,7 +84,7 @@ def test_seeds_pool_into_mean_and_std_per_configuration(seeded_sweep: Path):
     assert cnn.stats("test.track.acc")[::2] == (0.6, 2) and cnn.status() == "2 ok, 1 failed"
 
 
-def test_report_lists_failed_and_unfinished_jobs_and_counts_missing_ones(tmp_path: Path):
+def test_report_lists_failed_and_unfinished_jobs_and_counts_missing_ones(tmp_path: Path, capsys):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     write_multirun(sweep, ["model.gru_hidden=64,128,256,512"])  # four jobs asked for
@@ -91,9 +92,8 @@ def test_report_lists_failed_and_unfinished_jobs_and_counts_missing_ones(tmp_pat
     make_job(sweep, 1, ["model.gru_hidden=128"], log=FAILED_LOG)
     make_job(sweep, 2, ["model.gru_hidden=256"], log="[2025-01-01 10:00:00,000][metalcore.train][INFO] - epoch 3\n")
 
-    result = run_module("metalcore.report", str(sweep), "--output", str(tmp_path / "t.csv"))
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    assert report_command([str(sweep), "--output", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "gru_hidden" not in line]
     assert len(rows) == 3  # the failed and the unfinished job keep their rows
     assert rows[0].startswith("| 64 | 1 | 0.7500")
@@ -117,8 +117,7 @@ def test_sorting_follows_the_metric_direction_and_logged_names_work(seeded_sweep
 
 def test_per_job_rows_and_plot(seeded_sweep: Path, tmp_path: Path):
     assert len(report.load(seeded_sweep, per_job=True).groups) == 6
-    result = run_module("metalcore.report", str(seeded_sweep), "--plot", str(tmp_path / "p.png"))
-    assert result.returncode == 0, result.stderr
+    assert report_command([str(seeded_sweep), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
