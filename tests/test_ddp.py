@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO, read_metrics, tiny_overrides
 
 COLLECTIVE_TIMEOUT_S = 60  # far above any legitimate wait between two ranks of these tiny runs
-RUN_LIMIT_S = 420  # the whole command, on a loaded 2-core machine
+RUN_LIMIT_S = 600  # one run, start to end, on a loaded 2-core machine: a backstop behind the timeout above
 
 
 def ddp_overrides(cache_dir: Path, *extra: str) -> list[str]:
@@ -40,12 +40,13 @@ def ddp_overrides(cache_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def run_ranks(args: list[str], *, tty: bool = False, output: Path | None = None) -> tuple[int, str]:
+def run_ranks(args: list[str], *, tty: bool = False, output: Path | None = None, runs: int = 1) -> tuple[int, str]:
     """Run ``args`` (a command that starts DDP ranks) as a user would; ``(exit status, output)``.
 
     The output goes to a pipe, to the file ``output``, or to a pseudo-terminal (``tty``: the rich
-    progress bar then redraws in place). On passing ``RUN_LIMIT_S`` the whole process group (the
-    command, its ranks and their data-loader workers) is killed and the test fails as a hang.
+    progress bar then redraws in place). On passing ``RUN_LIMIT_S`` per run (a sweep holds ``runs``)
+    the whole process group (the command, its ranks and their data-loader workers) is killed and
+    the test fails as a hang.
     """
     chunks: list[bytes] = []
     if tty:
@@ -69,7 +70,7 @@ def run_ranks(args: list[str], *, tty: bool = False, output: Path | None = None)
         sink.close()
     hung = False
     try:
-        piped, _ = proc.communicate(timeout=RUN_LIMIT_S)
+        piped, _ = proc.communicate(timeout=runs * RUN_LIMIT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         piped, _ = proc.communicate()
@@ -80,7 +81,7 @@ def run_ranks(args: list[str], *, tty: bool = False, output: Path | None = None)
     text = b"".join(chunks) if tty else output.read_bytes() if output else piped
     text = text.decode(errors="replace")
     if hung:
-        pytest.fail(f"no end after {RUN_LIMIT_S} s (a hang):\n{text[-3000:]}")
+        pytest.fail(f"no end after {runs * RUN_LIMIT_S} s (a hang):\n{text[-3000:]}")
     return proc.returncode, text
 
 
@@ -152,15 +153,31 @@ def test_a_rank_that_waits_too_long_ends_the_run_with_one_line():
 
 
 # -- slow: every way the README starts DDP, data-loader workers on ----------------------------------
+TQDM_AND_EARLY_STOPPING = (
+    "+callbacks.progress._target_=lightning.pytorch.callbacks.TQDMProgressBar",
+    "+callbacks.early_stopping._target_=lightning.pytorch.callbacks.EarlyStopping",
+    "+callbacks.early_stopping.monitor=val/loss",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["file", "terminal", "sweep", "torchrun"])
-def test_readme_ddp_commands_finish_in_every_mode(tmp_path: Path, cache_dir: Path, demo_root: Path, mode: str):
-    """Output to a file, to a terminal (the rich bar), a 2-job ``-m`` sweep, ranks started by torchrun."""
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [
+        pytest.param("file", TQDM_AND_EARLY_STOPPING, id="file-tqdm-early-stopping"),  # output to a file
+        pytest.param("terminal", (), id="terminal-rich"),  # a pseudo-terminal: the rich bar redraws in place
+        pytest.param("sweep", (), id="sweep"),  # python -m metalcore.train -m ... seed=1,2: two DDP jobs in a row
+        pytest.param("torchrun", ("trainer.enable_progress_bar=false",), id="torchrun-no-bar"),
+    ],
+)
+def test_readme_ddp_commands_finish_in_every_mode(
+    tmp_path: Path, cache_dir: Path, demo_root: Path, mode: str, extra: tuple[str, ...]
+):
     epochs = 3
-    overrides = ddp_overrides(cache_dir, f"trainer.max_epochs={epochs}", "data.num_workers=1")
+    overrides = ddp_overrides(cache_dir, f"trainer.max_epochs={epochs}", "data.num_workers=1", *extra)
     train = [sys.executable, "-m", "metalcore.train"]
     if mode == "sweep":
-        status, output = run_ranks([*train, "-m", *overrides, f"hydra.sweep.dir={tmp_path}", "seed=1,2"])
+        status, output = run_ranks([*train, "-m", *overrides, f"hydra.sweep.dir={tmp_path}", "seed=1,2"], runs=2)
         assert status == 0, output[-3000:]
         runs = sorted(p for p in tmp_path.iterdir() if (p / ".hydra").is_dir())
         assert [p.name for p in runs] == ["0", "1"]
@@ -178,6 +195,10 @@ def test_readme_ddp_commands_finish_in_every_mode(tmp_path: Path, cache_dir: Pat
             command, tty=mode == "terminal", output=tmp_path / "out.txt" if mode == "file" else None
         )
         assert status == 0, output[-3000:]
+        if mode != "torchrun":
+            assert f"Epoch {epochs - 1}" in output  # the bar ran to the last epoch
+        if mode == "terminal":
+            assert "\x1b[" in output  # the rich bar drew for a terminal
         runs = [run_dir]
     for run in runs:
         assert_one_set_of_outputs(run, epochs=epochs)
