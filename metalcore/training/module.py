@@ -122,9 +122,13 @@ class GenreClassifier(LightningModule):
 
     # -- epoch ends ------------------------------------------------------------------------------
     def _log_reduced(self, stage: str, loss: torch.Tensor, scores: dict[str, float]) -> None:
-        """Log ``stage/loss`` (on the progress bar) and ``scores``, all computed from states gathered from
-        every rank: no ``sync_dist``, so reading them (a progress bar on rank 0 only) needs no collective."""
-        self.log(f"{stage}/loss", loss, prog_bar=True)
+        """Log ``stage/loss`` and ``scores``, all computed from states gathered from every rank: no
+        ``sync_dist``, so reading them (a progress bar on rank 0 only) needs no collective.
+
+        The bar shows the held-out loss only: it draws an epoch's last line before the module's
+        ``on_train_epoch_end``, where the epoch's training loss would still be the previous epoch's.
+        """
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "train")
         self.log_dict({f"{stage}/{k}": v for k, v in scores.items() if np.isfinite(v)})
 
     def _score(self, stage: str) -> dict[str, dict[str, float]]:
