@@ -11,7 +11,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from conftest import REPO, read_metrics, run_module, tiny_overrides
@@ -166,40 +165,7 @@ def test_optuna_search_runs_two_trials_in_parallel_with_joblib(tmp_path: Path, c
     assert "best_params" in best and "module.optimizer.lr" in best
 
 
-# -- DDP -------------------------------------------------------------------------------------------
-# slow: how many processes start, the one-line errors from a rank and the sharding that scores every
-# clip once are tested in-process below
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_writes_one_set_of_outputs(tmp_path: Path, cache_dir: Path, demo_root: Path):
-    run_dir = tmp_path / "ddp"
-    overrides = [o for o in tiny_overrides(cache_dir) if o != "trainer=cpu"]
-    result = run_module(
-        "metalcore.train",
-        *overrides,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=1",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
-
-    metrics = read_metrics(run_dir)
-    with open(run_dir / "split.csv") as f:
-        splits = [row["split"] for row in csv.DictReader(f)]
-    for name in ("train", "val", "test"):
-        assert metrics["counts"][name]["tracks"] == splits.count(name)
-    test = metrics["test"]
-    assert np.sum(test["track"]["confusion"]) == metrics["counts"]["test"]["tracks"]  # every track once
-    assert np.sum(test["clip"]["confusion"]) == metrics["counts"]["test"]["clips"]  # every clip once
-    assert metrics["epochs"] == 1
-    log = (run_dir / "train.log").read_text()
-    assert log.count("test per track") == 1 and log.count("outputs in") == 1
-    assert {p.parent for p in run_dir.rglob("events.out.tfevents.*")} == {run_dir / "tensorboard"}
-
-
+# -- DDP (the runs themselves: test_ddp.py) ------------------------------------------------------
 @pytest.mark.parametrize(
     ("strategy", "devices", "env", "processes"),
     [
@@ -259,6 +225,12 @@ def test_ddp_spawn_is_refused_before_training():
 
     with pytest.raises(UserError, match=r"trainer.strategy=ddp_spawn .* use trainer.strategy=ddp"):
         local_processes("ddp_spawn", "cpu", 2)
+    spawning = {
+        "_target_": "lightning.pytorch.strategies.DDPStrategy",
+        "start_method": "spawn",
+    }  # as trainer=ddp builds it
+    with pytest.raises(UserError, match=r"trainer.strategy=ddp_spawn"):
+        local_processes(spawning, "cpu", 2)
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -335,6 +307,16 @@ def test_launchers_compose(compose, override: str, target: str):
         assert {"partition", "gpus_per_node", "tasks_per_node", "timeout_min", "submitit_folder"} <= set(launcher)
 
 
-def test_ddp_trainer_composes(compose):
+def test_ddp_trainer_composes_with_a_collective_timeout_a_user_can_change(compose):
+    from datetime import timedelta
+
+    from hydra.utils import instantiate
+
+    from metalcore.training.launch import local_processes
+
     trainer = compose("trainer=ddp").trainer
-    assert trainer.strategy == "ddp" and trainer.devices == 2 and trainer.num_nodes == 1
+    assert trainer.devices == 2 and trainer.num_nodes == 1
+    assert instantiate(trainer.strategy)._timeout == timedelta(minutes=10)
+    changed = compose("trainer=ddp", "trainer.strategy.timeout.seconds=42").trainer.strategy
+    assert instantiate(changed)._timeout == timedelta(seconds=42)
+    assert local_processes(changed, "cpu", 2) == 2  # metalcore still starts the ranks itself

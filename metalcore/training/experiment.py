@@ -25,7 +25,7 @@ from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.training.callbacks.record import validation_scores
 from metalcore.training.config import make
-from metalcore.training.launch import local_processes, spawn
+from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
 from metalcore.training.metrics import canonical, logged_names
 from metalcore.training.module import GenreClassifier
 
@@ -133,13 +133,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     processes = local_processes(
         cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices")
     )
-    if processes == 1:
-        return train(cfg)
+    if processes == 1:  # no DDP, or ranks that torchrun or srun started
+        with collective_timeouts():
+            return train(cfg)
     build(cfg)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra in the new processes
     job_logging = HydraConfig.get().job_logging
     logging_config = OmegaConf.to_container(job_logging, resolve=True) if job_logging else None
-    log.info("starting %d processes for %s", processes, cfg.trainer.strategy)
+    log.info("starting %d processes for %s", processes, strategy_name(cfg.trainer.strategy))
     spawn(train, (resolved,), processes, logging_config)
     return json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import re
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.fabric.plugins.environments import (
     LSFEnvironment,
@@ -40,13 +44,25 @@ def launched_externally() -> bool:
     )
 
 
+def strategy_name(strategy: Any) -> str:
+    """Lightning's registry name (``ddp``, ``ddp_spawn``...) of a strategy given by name or as a config
+    node building a ``DDPStrategy`` (as ``trainer=ddp`` does, to set its collective timeout)."""
+    if not isinstance(strategy, Mapping):
+        return str(strategy)
+    target = str(strategy.get("_target_", ""))
+    if target.rsplit(".", 1)[-1] != "DDPStrategy":
+        return target
+    start_method = strategy.get("start_method") or "popen"
+    return "ddp" if start_method == "popen" else f"ddp_{start_method}"
+
+
 def local_processes(strategy: Any, accelerator: str, devices: Any) -> int:
     """How many processes to start on this machine: ``devices`` for ``strategy=ddp``, else 1.
 
     Nothing is started when the ranks already exist; other strategies keep Lightning's launchers,
     except the spawning ones, refused before any training (they would lose the test results).
     """
-    name = str(strategy)
+    name = strategy_name(strategy)
     if name.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook")):
         raise UserError(
             f"trainer.strategy={name} runs fit and test in separate short-lived processes and loses "
@@ -91,7 +107,8 @@ def _rank_main(
         logging.config.dictConfig(logging_config)  # the same console and log file as the parent
     else:
         logging.basicConfig(level=logging.WARNING)
-    fn(*args)
+    with collective_timeouts():
+        fn(*args)
 
 
 def spawn(fn: Callable[..., Any], args: tuple, processes: int, logging_config: dict | None = None) -> None:
@@ -120,3 +137,46 @@ def as_user_error(err: mp.ProcessRaisedException) -> UserError | None:
     last = str(err).strip().splitlines()[-1]
     prefix = f"{UserError.__module__}.{UserError.__name__}: "
     return UserError(last[len(prefix) :]) if last.startswith(prefix) else None
+
+
+# gloo's words when a collective (or the first meeting of the ranks) passes the process group's timeout
+_TIMED_OUT = re.compile(r"Timed out (?:waiting (?P<ms>\d+)ms|after (?P<s>\d+) seconds)")
+
+
+@contextmanager
+def collective_timeouts() -> Iterator[None]:
+    """A collective that passed ``trainer.strategy.timeout`` becomes one line: which rank waited how
+    long, in which collective called from which hook, and the key that sets the limit.
+
+    Without a limit a rank whose peers never join waits forever, silently; gloo raises a long
+    ``RuntimeError`` instead, which this turns into a :class:`UserError`.
+    """
+    try:
+        yield
+    except RuntimeError as err:
+        found = _TIMED_OUT.search(str(err))
+        if not found:
+            raise
+        seconds = int(found["ms"]) / 1000 if found["ms"] else int(found["s"])
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else os.environ.get("RANK", "0")
+        collective, hook = _where(err.__traceback__)
+        raise UserError(
+            f"rank {rank} waited {seconds:g} s {collective}{hook} for the other ranks and gave up: a rank stopped "
+            "making progress, or the ranks ran their collectives in a different order. The limit is "
+            "trainer.strategy.timeout (e.g. trainer.strategy.timeout.seconds=1800 when a rank can lag that long)"
+        ) from None
+
+
+def _where(tb: TracebackType | None) -> tuple[str, str]:
+    """``("in all_reduce", " (from RichProgressBar.on_train_epoch_end)")``: the innermost
+    torch.distributed call and Lightning hook on the stack, each empty when absent."""
+    collective = hook = ""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name = getattr(code, "co_qualname", code.co_name)
+        if code.co_filename.endswith("distributed_c10d.py"):
+            collective = f"in {code.co_name}"
+        elif name.rsplit(".", 1)[-1].startswith("on_") or name.endswith("_step"):
+            hook = f" (from {name})"
+        tb = tb.tb_next
+    return collective or "at a collective", hook

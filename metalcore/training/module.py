@@ -5,24 +5,38 @@ only knows what a genre classifier learns and how it is scored: what a run write
 is done by callbacks (``metalcore.training.callbacks``) that read ``results``. ``spec`` (a
 ``metalcore.models.spec.ModelSpec`` as a plain dict) records everything needed to rebuild it from the
 checkpoint alone (class names, sample rate, front-end and network configs).
+
+Under DDP every epoch-level value is reduced over the ranks here, in the module's own epoch-end
+hooks, which every rank runs at the same point, and logged already reduced (no ``sync_dist``).
+Lightning computes logged epoch values lazily, when something first reads them: rank 0's progress
+bar does so in its ``on_train_epoch_end``, before the module's hook, while the other ranks (no bar)
+reach the module's hook first. A sync inside Lightning's computation would then run in a different
+order on each rank, and the ranks would wait for each other forever (Lightning #21264, #19604).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch import LightningModule
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from metalcore.models.base import Network
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 
 HELD_OUT = ("val", "test")
+# Lightning advises sync_dist=True for epoch values logged under DDP; these are reduced already (see above)
+warnings.filterwarnings(
+    "ignore", message=r"It is recommended to use `self.log\('(train|val|test)/", category=PossibleUserWarning
+)
 
 
 class GenreClassifier(LightningModule):
@@ -45,7 +59,9 @@ class GenreClassifier(LightningModule):
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.compile_cnn = compile_cnn
         n = len(self.classes)
+        self.train_loss = MeanMetric()  # mean over clips, as is the held-out loss
         self.train_metrics = classification_metrics(n)  # on the random training crops
+        self.loss = nn.ModuleDict({s: MeanMetric() for s in HELD_OUT})
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.track_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
         self.pooling = nn.ModuleDict({s: TrackPooling() for s in HELD_OUT})
@@ -77,22 +93,19 @@ class GenreClassifier(LightningModule):
         audio, labels, _ = batch
         logits = self(audio).float()
         loss = F.cross_entropy(logits, labels)
+        self.train_loss.update(loss.detach(), len(labels))
         self.train_metrics.update(logits.detach().softmax(-1), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
+        # a step value is synced as it is logged, by every rank in training_step: never later, by a reader
+        self.log(
+            "train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels), sync_dist=True
+        )
         return loss
 
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
         audio, labels, tracks = batch
         logits = self(audio).float()
         probs = logits.softmax(-1)
-        self.log(
-            f"{stage}/loss",
-            F.cross_entropy(logits, labels),
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(labels),
-            sync_dist=True,
-        )
+        self.loss[stage].update(F.cross_entropy(logits, labels), len(labels))
         self.clip_metrics[stage].update(probs, labels)
         self.pooling[stage].update(probs, labels, tracks)
         if stage == "test":
@@ -105,24 +118,35 @@ class GenreClassifier(LightningModule):
         self._held_out_step(batch, "test", batch_idx)
 
     # -- epoch ends ------------------------------------------------------------------------------
+    def _log_reduced(self, stage: str, loss: torch.Tensor, scores: dict[str, float]) -> None:
+        """Log ``stage/loss`` and ``scores``, all computed from states gathered from every rank: no
+        ``sync_dist``, so reading them (a progress bar on rank 0 only) needs no collective.
+
+        The bar shows the held-out loss only: it draws an epoch's last line before the module's
+        ``on_train_epoch_end``, where the epoch's training loss would still be the previous epoch's.
+        """
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "train")
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items() if np.isfinite(v)})
+
     def _score(self, stage: str) -> dict[str, dict[str, float]]:
+        loss = self.loss[stage].compute()
         clip = {k: float(v) for k, v in self.clip_metrics[stage].compute().items()}
         track_probs, track_labels = pooled_tracks(self.pooling[stage])
         track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
-        for metric in (self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
+        for metric in (self.loss[stage], self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
             metric.reset()
-        scores = {**{f"{stage}/{k}": v for k, v in clip.items()}, **{f"{stage}/track_{k}": v for k, v in track.items()}}
-        # the same values on every DDP rank (computed from gathered states): the sync only says so
-        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, prog_bar=False, sync_dist=True)
+        self._log_reduced(stage, loss, {**clip, **{f"track_{k}": v for k, v in track.items()}})
         if stage == "test":
             self.confusion["track"].update(track_probs, track_labels)
         return {"clip": clip, "track": track}
 
     def on_train_epoch_end(self) -> None:
-        """The epoch's clip metrics on the random training crops (SpecAugment on, dropout active)."""
-        scores = {f"train/{k}": float(v) for k, v in self.train_metrics.compute().items()}
+        """The epoch's loss and clip metrics on the random training crops (SpecAugment on, dropout active)."""
+        loss = self.train_loss.compute()
+        scores = {k: float(v) for k, v in self.train_metrics.compute().items()}
+        self.train_loss.reset()
         self.train_metrics.reset()
-        self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, sync_dist=True)
+        self._log_reduced("train", loss, scores)
 
     def on_validation_epoch_end(self) -> None:
         self.results["val"] = self._score("val")

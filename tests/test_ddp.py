@@ -1,0 +1,204 @@
+"""DDP as the README runs it: two gloo CPU ranks, several epochs, the default callbacks and progress bar.
+
+Every run is started in its own session and killed as a group when it passes its time limit, so a
+hang fails the test (and leaves no rank behind) instead of stalling the suite. The runs also lower
+``trainer.strategy.timeout``: a rank that waits at a collective for peers that never come ends the
+run with one line, which the failure message then shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, read_metrics, tiny_overrides
+
+COLLECTIVE_TIMEOUT_S = 60  # far above any legitimate wait between two ranks of these tiny runs
+RUN_LIMIT_S = 600  # one run, start to end, on a loaded 2-core machine: a backstop behind the timeout above
+
+
+def ddp_overrides(cache_dir: Path, *extra: str) -> list[str]:
+    """``tiny_overrides`` as the README's DDP line: trainer=ddp on 2 CPU ranks, the default progress bar."""
+    drop = {"trainer=cpu", "trainer.enable_progress_bar=false"}
+    return [
+        *(o for o in tiny_overrides(cache_dir) if o not in drop),
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"trainer.strategy.timeout.seconds={COLLECTIVE_TIMEOUT_S}",
+        *extra,
+    ]
+
+
+def run_ranks(args: list[str], *, tty: bool = False, output: Path | None = None, runs: int = 1) -> tuple[int, str]:
+    """Run ``args`` (a command that starts DDP ranks) as a user would; ``(exit status, output)``.
+
+    The output goes to a pipe, to the file ``output``, or to a pseudo-terminal (``tty``: the rich
+    progress bar then redraws in place). On passing ``RUN_LIMIT_S`` per run (a sweep holds ``runs``)
+    the whole process group (the command, its ranks and their data-loader workers) is killed and
+    the test fails as a hang.
+    """
+    chunks: list[bytes] = []
+    if tty:
+        main_fd, sink = pty.openpty()
+        reader = threading.Thread(target=_read_terminal, args=(main_fd, chunks), daemon=True)
+        reader.start()
+    else:
+        sink = open(output, "w") if output else subprocess.PIPE  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        stdout=sink,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    if tty:
+        os.close(sink)  # the command holds its own copies; the reader stops when they close
+    elif output:
+        sink.close()
+    hung = False
+    try:
+        piped, _ = proc.communicate(timeout=runs * RUN_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        piped, _ = proc.communicate()
+        hung = True
+    if tty:
+        reader.join(timeout=30)
+        os.close(main_fd)
+    text = b"".join(chunks) if tty else output.read_bytes() if output else piped
+    text = text.decode(errors="replace")
+    if hung:
+        pytest.fail(f"no end after {runs * RUN_LIMIT_S} s (a hang):\n{text[-3000:]}")
+    return proc.returncode, text
+
+
+def _read_terminal(fd: int, chunks: list[bytes]) -> None:
+    """Everything written to a pseudo-terminal, until its last writer exits."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: no process holds the terminal any more
+            return
+        if not data:
+            return
+        chunks.append(data)
+
+
+def assert_one_set_of_outputs(run_dir: Path, epochs: int) -> None:
+    """Rank 0 alone wrote the outputs, once; every test clip and track was scored exactly once."""
+    metrics = read_metrics(run_dir)
+    with open(run_dir / "split.csv") as f:
+        splits = [row["split"] for row in csv.DictReader(f)]
+    for name in ("train", "val", "test"):
+        assert metrics["counts"][name]["tracks"] == splits.count(name)
+    test = metrics["test"]
+    assert np.sum(test["track"]["confusion"]) == metrics["counts"]["test"]["tracks"]  # every track once
+    assert np.sum(test["clip"]["confusion"]) == metrics["counts"]["test"]["clips"]  # every clip once
+    assert metrics["epochs"] == epochs and metrics["environment"]["devices"] == 2
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and Path(metrics["best_checkpoint"]).is_file()
+    log = (run_dir / "train.log").read_text()
+    assert log.count("test per track") == 1 and log.count("outputs in") == 1
+    assert {p.parent for p in run_dir.rglob("events.out.tfevents.*")} == {run_dir / "tensorboard"}
+
+
+# -- the default suite: the README line with the progress bar, a few epochs ---------------------------
+def test_readme_ddp_line_finishes_with_the_progress_bar_on(tmp_path: Path, cache_dir: Path, demo_root: Path):
+    """Rank 0's progress bar reads the epoch's metrics before the module's epoch-end hook, the other
+    rank (no bar) after it: any cross-rank sync hidden in that read deadlocked here after epoch 1."""
+    run_dir = tmp_path / "ddp"
+    overrides = ddp_overrides(cache_dir, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    status, output = run_ranks([sys.executable, "-m", "metalcore.train", *overrides])
+    assert status == 0, output[-3000:]
+    assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
+    assert_one_set_of_outputs(run_dir, epochs=2)
+
+
+def _rank_that_misses_a_collective() -> None:
+    """Rank 0 enters an all_reduce that rank 1 never joins (rank 1 is busy for longer than the limit)."""
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ["LOCAL_RANK"])
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=2))
+    if rank == 0:
+        dist.all_reduce(torch.ones(1), group=group)
+    else:
+        time.sleep(30)
+
+
+def test_a_rank_that_waits_too_long_ends_the_run_with_one_line():
+    from metalcore.core.errors import UserError
+    from metalcore.training.launch import spawn
+
+    with pytest.raises(UserError) as caught:
+        spawn(_rank_that_misses_a_collective, (), processes=2)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("rank 0 waited 2 s in all_reduce for the other ranks and gave up")
+    assert "trainer.strategy.timeout" in message
+
+
+# -- slow: every way the README starts DDP, data-loader workers on ----------------------------------
+TQDM_AND_EARLY_STOPPING = (
+    "+callbacks.progress._target_=lightning.pytorch.callbacks.TQDMProgressBar",
+    "+callbacks.early_stopping._target_=lightning.pytorch.callbacks.EarlyStopping",
+    "+callbacks.early_stopping.monitor=val/loss",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [
+        pytest.param("file", TQDM_AND_EARLY_STOPPING, id="file-tqdm-early-stopping"),  # output to a file
+        pytest.param("terminal", (), id="terminal-rich"),  # a pseudo-terminal: the rich bar redraws in place
+        pytest.param("sweep", (), id="sweep"),  # python -m metalcore.train -m ... seed=1,2: two DDP jobs in a row
+        pytest.param("torchrun", ("trainer.enable_progress_bar=false",), id="torchrun-no-bar"),
+    ],
+)
+def test_readme_ddp_commands_finish_in_every_mode(
+    tmp_path: Path, cache_dir: Path, demo_root: Path, mode: str, extra: tuple[str, ...]
+):
+    epochs = 3
+    overrides = ddp_overrides(cache_dir, f"trainer.max_epochs={epochs}", "data.num_workers=1", *extra)
+    train = [sys.executable, "-m", "metalcore.train"]
+    if mode == "sweep":
+        status, output = run_ranks([*train, "-m", *overrides, f"hydra.sweep.dir={tmp_path}", "seed=1,2"], runs=2)
+        assert status == 0, output[-3000:]
+        runs = sorted(p for p in tmp_path.iterdir() if (p / ".hydra").is_dir())
+        assert [p.name for p in runs] == ["0", "1"]
+    else:
+        run_dir = tmp_path / "run"
+        command = [*train, *overrides, f"hydra.run.dir={run_dir}"]
+        if mode == "torchrun":  # --standalone: a free port, as other runs may share this machine
+            command = [
+                str(Path(sys.executable).parent / "torchrun"),
+                "--standalone",
+                "--nproc_per_node=2",
+                *command[1:],
+            ]
+        status, output = run_ranks(
+            command, tty=mode == "terminal", output=tmp_path / "out.txt" if mode == "file" else None
+        )
+        assert status == 0, output[-3000:]
+        if mode != "torchrun":
+            assert f"Epoch {epochs - 1}" in output  # the bar ran to the last epoch
+        if mode == "terminal":
+            assert "\x1b[" in output  # the rich bar drew for a terminal
+        runs = [run_dir]
+    for run in runs:
+        assert_one_set_of_outputs(run, epochs=epochs)
