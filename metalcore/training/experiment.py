@@ -26,6 +26,7 @@ from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
 from metalcore.training.module import GenreClassifier
+from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
 
 log = logging.getLogger("metalcore.train")
 
@@ -81,29 +82,21 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
-def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
-    """``ckpt_path`` checked before training: a missing file or an absent ``last`` is one clear error.
-
-    Lightning would only warn and train from scratch when ``last`` finds nothing, which is what
-    happens in a new run folder.
-    """
-    if ckpt_path is None:
-        return None
-    folder = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else None
-    if ckpt_path == "last" and not (folder and (folder / "last.ckpt").is_file()):
-        raise UserError(
-            f"ckpt_path=last: no last.ckpt in {folder}; to resume an earlier run give its folder "
-            f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)"
-        )
-    if ckpt_path != "last" and not Path(ckpt_path).is_file():
-        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-    return ckpt_path
+def resume(cfg: DictConfig) -> tuple[Path, int] | None:
+    """``ckpt_path`` checked against this config before anything is built or written (see training.resume)."""
+    return resume_point(
+        cfg.get("ckpt_path"),
+        Path(cfg.paths.output_dir) / "checkpoints",
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.features, resolve=True),
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
+    start = resume(cfg)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False
     callbacks = [make(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -111,7 +104,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = make(cfg.trainer, callbacks=callbacks, logger=logger)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg.get("ckpt_path"), trainer))
+    if start is not None:
+        check_weights(start[0], datamodule.classes, module)
+        if logger and trainer.is_global_zero:
+            forget_after(Path(logger.log_dir), start[1])
+    with stopped_by_sigterm():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start[0] if start else None)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
     # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
@@ -172,6 +170,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     if processes == 1:
         return train(cfg)
+    resume(cfg)
     build(cfg)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra in the new processes
     job_logging = HydraConfig.get().job_logging
