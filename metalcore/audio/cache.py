@@ -91,7 +91,7 @@ class AudioCache:
     def _content_hash(self, source: Path) -> str:
         """blake2b of the file's bytes, recomputed only when its size or mtime changed."""
         st = source.stat()
-        memo_path = self.memo_dir / f"{hashlib.blake2b(str(source).encode(), digest_size=16).hexdigest()}.json"
+        memo_path = self.memo_dir / f"{hashlib.blake2b(os.fsencode(source), digest_size=16).hexdigest()}.json"
         memo = _read_json(memo_path)
         if memo and memo.get("size") == st.st_size and memo.get("mtime_ns") == st.st_mtime_ns:
             return memo["blake2b"]
