@@ -14,9 +14,13 @@ file lock makes concurrent builds decode each track once between them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +38,7 @@ from metalcore.core.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
 STALE_TEMP_SECONDS = 3600  # temp files this old belong to dead writers
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,13 @@ class AudioCache:
         pending = [source for source in unique if source not in found and source not in reasons]
         workers = min(workers or os.cpu_count() or 1, len(pending))
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        pool = (
+            ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+            )
+            if workers > 1
+            else None
+        )
         with tqdm(
             total=len(unique),
             initial=len(found),
@@ -247,6 +258,30 @@ class AudioCache:
             skipped=[(s, reasons[s]) for s in unique if s in reasons],
             decoded=decoded,
         )
+
+
+def exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when the build that started it dies.
+
+    A pool's workers outlive a ``kill -9`` of their parent and wait on its pipe forever. Linux
+    delivers SIGKILL to the worker when its parent exits (``PR_SET_PDEATHSIG``); elsewhere a daemon
+    thread checks the parent every second.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    except (OSError, AttributeError):  # not Linux
+        watched = False
+    if os.getppid() != parent:  # died before the watch was set up
+        os._exit(1)
+    if not watched:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _build_one(args: tuple[Path, int, int, Path]) -> tuple[Path, CachedTrack | None, bool, str]:
