@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -34,6 +36,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible, read_tags
+from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
@@ -60,6 +63,10 @@ class CachedTrack:
     def open(self) -> np.memmap:
         """Read-only memory map of the samples (open it inside each DataLoader worker)."""
         return np.memmap(self.path, dtype=np.int16, mode="r", shape=(self.frames, self.channels))
+
+
+class DiskFull(Exception):
+    """No space left while writing the entry of this source (its path is the argument)."""
 
 
 @dataclass
@@ -142,6 +149,14 @@ class AudioCache:
 
     def _get(self, source: Path) -> tuple[CachedTrack, bool]:
         """(entry, whether this call decoded it); decodes under the entry's lock, checking again first."""
+        try:
+            return self._get_or_decode(source)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:  # the temp file is gone (atomic_file); everything committed stays
+                raise DiskFull(str(source)) from None
+            raise
+
+    def _get_or_decode(self, source: Path) -> tuple[CachedTrack, bool]:
         try:
             key = self._key(source)
         except FileNotFoundError as err:
@@ -243,7 +258,7 @@ class AudioCache:
                     outcomes = map(_build_one, args)
                 else:
                     outcomes = (f.result() for f in as_completed([pool.submit(_build_one, a) for a in args]))
-                for source, track, was_decoded, reason in outcomes:
+                for source, track, was_decoded, reason in _stopping_when_full(outcomes, self, pending, found):
                     if track is None:
                         reasons[source] = reason
                     else:
@@ -258,6 +273,31 @@ class AudioCache:
             skipped=[(s, reasons[s]) for s in unique if s in reasons],
             decoded=decoded,
         )
+
+
+def _stopping_when_full(outcomes: Iterator, cache: AudioCache, pending: list[Path], found: dict) -> Iterator:
+    """``outcomes``, until one hits a full disk: then one line with what was kept and what is needed."""
+    try:
+        yield from outcomes
+    except DiskFull as err:
+        missing = [s for s in pending if s not in found]
+        needed = sum(decoded_bytes(s, cache.sample_rate, cache.channels) for s in missing)
+        free = shutil.disk_usage(cache.folder).free
+        raise UserError(
+            f"data.cache_dir={cache.root}: disk full while decoding {err.args[0]}; the {len(found)} tracks "
+            f"cached so far are kept, the {len(missing)} left need about {needed / 2**30:.1f} GiB "
+            f"({free / 2**30:.1f} GiB free): free space or move data.cache_dir, then run again"
+        ) from None
+
+
+def decoded_bytes(source: Path, sample_rate: int, channels: int) -> int:
+    """About how much room a source takes in the cache, from the length its container states (0 if none)."""
+    try:
+        with av.open(str(source)) as container:
+            seconds = container.duration / av.time_base if container.duration else 0.0
+    except (av.FFmpegError, OSError):
+        return 0
+    return round(seconds * sample_rate) * channels * 2
 
 
 def exit_with_parent(parent: int) -> None:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from metalcore.audio.cache import AudioCache, CachedTrack, write_skipped
 from metalcore.core.errors import UserError
-from metalcore.core.files import write_csv
+from metalcore.core.files import make_folder, write_csv
 from metalcore.data.catalogue import scan
 from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
@@ -44,6 +44,12 @@ class Library:
     def sources(self) -> list[Path]:
         """The audio files, in catalogue order."""
         return [c.source for c in self.cached]
+
+
+def check_seed(seed: int) -> None:
+    """NumPy, and so the split and the crops, take seeds from 0 to 2**32 - 1."""
+    if not 0 <= seed < 2**32:
+        raise UserError(f"seed={seed} must be an integer from 0 to {2**32 - 1}")
 
 
 class MusicDataModule(LightningDataModule):
@@ -77,6 +83,7 @@ class MusicDataModule(LightningDataModule):
                 f"data.segment_seconds={segment_seconds}, data.segments_per_track="
                 f"{segments_per_track} and data.batch_size={batch_size} must be positive"
             )
+        check_seed(seed)
         check_fractions(val_fraction, test_fraction)
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
@@ -114,6 +121,7 @@ class MusicDataModule(LightningDataModule):
         The whole of ``python -m metalcore.prepare``; a library already in the cache decodes nothing.
         """
         began = time.perf_counter()
+        make_folder(self.cache.root, "data.cache_dir=")  # before the demo set or any decoding is written there
         if self.demo is not None:
             self.demo.ensure(self.root)
         tracks = scan(self.root)

@@ -8,14 +8,13 @@ with its true label, prediction and confidence, the worst mistakes first.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import atomic_file, write_csv, write_json
+from metalcore.core.files import atomic_file, read_csv, write_csv, write_json
 from metalcore.data.catalogue import scan
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome, predict_files
@@ -37,8 +36,7 @@ def test_split(checkpoint: Path) -> list[tuple[Path, str]]:
             f"{split}: not found, so the test split of {checkpoint} is unknown; "
             f"pass --data-root <folder with one subfolder per class> to evaluate on other tracks"
         )
-    with open(split, newline="") as f:
-        tracks = [(Path(row["path"]), row["class"]) for row in csv.DictReader(f) if row["split"] == "test"]
+    tracks = [(Path(row["path"]), row["class"]) for row in read_csv(split) if row["split"] == "test"]
     if not tracks:
         raise UserError(f"{split}: lists no test tracks")
     return tracks

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
 from metalcore.core.files import write_json, write_text
-from metalcore.data.datamodule import MusicDataModule
+from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
@@ -94,6 +94,7 @@ def resume(cfg: DictConfig) -> tuple[Path, int] | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
+    check_seed(cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     start = resume(cfg)
