@@ -53,7 +53,7 @@ def scan(root: Path) -> list[Track]:
     if not root.is_dir():
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
     tracks = [
-        Track(path.resolve(), folder.name, artist_from_name(path))
+        Track(path.absolute(), folder.name, artist_from_name(path))  # as found: a symlink keeps its own name
         for folder in sorted(root.iterdir())
         if folder.is_dir() and not folder.name.startswith(".")
         for path in audio_files(folder)

@@ -19,10 +19,11 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from metalcore.audio.cache import AudioCache, CachedTrack, write_skipped
+from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_skipped
 from metalcore.core.errors import UserError
 from metalcore.core.files import make_folder, write_csv
 from metalcore.data.catalogue import scan
+from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
@@ -126,6 +127,12 @@ class MusicDataModule(LightningDataModule):
             self.demo.ensure(self.root)
         tracks = scan(self.root)
         result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=progress)
+        kept, left_out = one_label_each(
+            [t for t in tracks if t.path in result.tracks], lambda t: result.tracks[t.path].path
+        )
+        result = BuildResult(
+            {t.path: result.tracks[t.path] for t in kept}, [*result.skipped, *left_out], result.decoded
+        )
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
         if self.output_dir is not None:  # the cache's list is shared by every library at this rate
             write_skipped(self.output_dir / "skipped.csv", result.skipped)
@@ -134,12 +141,14 @@ class MusicDataModule(LightningDataModule):
         return self.summary
 
     def library(self) -> Library:
-        """The catalogue joined with the cache index (no decoding): tracks that failed are left out."""
+        """The catalogue joined with the cache index (no decoding): tracks that failed, copies of one
+        recording in two classes and second copies in one class are left out."""
         tracks = scan(self.root)
         self.classes = sorted({t.label for t in tracks})
-        rows = [(t, self.cache.lookup(t.path)) for t in tracks]
-        unreadable = Counter(t.label for t, c in rows if c is None)
-        rows = [(t, c) for t, c in rows if c is not None]
+        entries = {t.path: self.cache.lookup(t.path) for t in tracks}
+        unreadable = Counter(t.label for t in tracks if entries[t.path] is None)
+        kept, _ = one_label_each([t for t in tracks if entries[t.path]], lambda t: entries[t.path].path)
+        rows = [(t, entries[t.path]) for t in kept]
         return Library(
             labels=[t.label for t, _ in rows],
             artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
