@@ -43,6 +43,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown(value: float | None) -> str:
+    """A score, or ``n/a`` where the tracks given do not define it (e.g. AUROC on one class)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
@@ -63,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for level in ("clip", "track"):
         m = metrics[level]
         print(
-            f"{level:>5}: acc {m['acc']:.4f}  f1 {m['f1']:.4f}  auroc {m['auroc']:.4f}  "
+            f"{level:>5}: acc {shown(m['acc'])}  f1 {shown(m['f1'])}  auroc {shown(m['auroc'])}  "
             f"({counts[level + 's']} {level}s)"
         )
     for failed in metrics["failed"]:

@@ -125,3 +125,30 @@ def test_a_full_disk_keeps_what_was_decoded_and_says_what_is_needed(tmp_path, mo
     assert cache.lookup(sources[0]) is not None and cache.lookup(sources[1]) is None
     assert not list(cache.folder.glob("*.tmp")) and not list(cache.folder.glob("*.failed"))
     assert cache.build(sources, workers=1).decoded == 2  # the rest, once there is room
+
+
+def test_a_class_too_small_for_the_splits_says_so(tmp_path):
+    from metalcore.data.split import Split
+
+    labels = ["metal"] * 6 + ["hardcore"]
+    with pytest.raises(UserError, match=r"^class 'hardcore' has 1 track; each class needs at least 3, one for each"):
+        Split().assign(labels, [f"band {i}" for i in range(7)], 0.2, 0.2, seed=0)
+
+
+@pytest.mark.parametrize("n_mels", [0, -5])
+def test_a_mel_band_count_below_one_names_n_mels(n_mels):
+    from metalcore.models.frontend import MelFrontend
+
+    with pytest.raises(UserError, match=rf"^features.n_mels={n_mels} must be at least 1"):
+        MelFrontend(sample_rate=16000, n_mels=n_mels, n_fft=512)
+
+
+@pytest.mark.parametrize(
+    "option", ["--seconds=0", "--seconds=nan", "--tracks-per-class=0", "--sample-rate=0", "--seed=-1"]
+)
+def test_synth_refuses_values_that_make_no_demo_set(tmp_path, capsys, option):
+    from metalcore import synth
+
+    line = one_line_error(capsys, synth.main, [str(tmp_path / "demo"), option])
+    assert option.split("=")[0] in line
+    assert not (tmp_path / "demo").exists()

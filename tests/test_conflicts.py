@@ -61,6 +61,8 @@ def test_copies_across_classes_are_left_out_and_copies_within_one_count_once(tmp
     assert reasons[twice] == f"duplicate: the same recording as {files['metal'][2]}, counted once"
     assert {Path(row["path"]) for row in read_csv(tmp_path / "run" / "skipped.csv")} == set(reasons)
     assert (summary.classes["metal"].tracks, summary.classes["hardcore"].tracks) == (3, 5)
+    assert "decoded 10 tracks this time (0 already cached)" in str(summary)  # a cold cache, copies or not
+    assert "decoded 0 tracks this time (8 already cached)" in str(datamodule(root, tmp_path).prepare(progress=False))
 
     dm.setup()
     used = {Path(row["path"]) for row in read_csv(tmp_path / "run" / "split.csv")}

@@ -76,6 +76,7 @@ class BuildResult:
     tracks: dict[Path, CachedTrack] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     decoded: int = 0
+    fresh: set[Path] = field(default_factory=set)  # the entries (pcm files) this build wrote
 
 
 def _read_json(path: Path) -> dict | None:
@@ -230,7 +231,7 @@ class AudioCache:
         unique = list(dict.fromkeys(Path(s) for s in sources))
         found: dict[Path, CachedTrack] = {}
         reasons: dict[Path, str] = {}
-        decoded = 0
+        decoded, fresh = 0, set()
         for source in unique:
             if track := self.lookup(source):
                 found[source] = track
@@ -264,6 +265,8 @@ class AudioCache:
                     else:
                         found[source] = track
                         decoded += was_decoded
+                        if was_decoded:
+                            fresh.add(track.path)
                     bar.update()
             finally:
                 if pool is not None:
@@ -272,6 +275,7 @@ class AudioCache:
             tracks={s: found[s] for s in unique if s in found},  # input order
             skipped=[(s, reasons[s]) for s in unique if s in reasons],
             decoded=decoded,
+            fresh=fresh,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import secrets
 import sys
@@ -110,8 +111,19 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """``value`` as indented JSON, atomically (anything JSON cannot hold is written as its str)."""
-    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+    """``value`` as indented, standard JSON, atomically: NaN and infinities become null (Python's
+    ``NaN`` is not JSON and other readers refuse it), anything else JSON cannot hold its str."""
+    write_text(path, json.dumps(_standard(value), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _standard(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _standard(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_standard(v) for v in value]
+    return value
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

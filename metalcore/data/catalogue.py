@@ -47,8 +47,11 @@ def audio_files(folder: Path) -> list[Path]:
     )
 
 
-def scan(root: Path) -> list[Track]:
-    """Every track under ``root``, sorted by path so that everything downstream is reproducible."""
+def scan(root: Path, min_classes: int = 2) -> list[Track]:
+    """Every track under ``root``, sorted by path so that everything downstream is reproducible.
+
+    Training needs two classes; scoring a trained model on the tracks of one class (``min_classes=1``) is fine.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
@@ -61,7 +64,7 @@ def scan(root: Path) -> list[Track]:
     if not tracks:
         raise UserError(f"data.root={root}: no audio files found; {HOW_TO_START}")
     classes = sorted({t.label for t in tracks})
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise UserError(
             f"data.root={root}: only one class folder with audio ({classes[0]}); "
             f"a classifier needs at least two; {HOW_TO_START}"

@@ -131,7 +131,7 @@ class MusicDataModule(LightningDataModule):
             [t for t in tracks if t.path in result.tracks], lambda t: result.tracks[t.path].path
         )
         result = BuildResult(
-            {t.path: result.tracks[t.path] for t in kept}, [*result.skipped, *left_out], result.decoded
+            {t.path: result.tracks[t.path] for t in kept}, [*result.skipped, *left_out], result.decoded, result.fresh
         )
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
         if self.output_dir is not None:  # the cache's list is shared by every library at this rate

@@ -34,6 +34,7 @@ class PrepareSummary:
     classes: dict[str, ClassTotals]
     skipped: list[tuple[Path, str]]
     decoded: int
+    already: int  # tracks whose entry was in the cache before this call
     track_bytes: int  # the int16 samples of this library's tracks
     folder_bytes: int  # everything in the cache folder for this rate and channel count
     wall_seconds: float
@@ -70,10 +71,9 @@ class PrepareSummary:
             rows.append(
                 f"{name:<{width}}  {c.tracks:>6}  {c.seconds / 3600:>7.2f}  {_clock(c.seconds):>9}  {c.skipped:>7}"
             )
-        cached = self.tracks - self.decoded
         rows += [
             f"library: {self.root}",
-            f"decoded {self.decoded} tracks this time ({cached} already cached) in {self.wall_seconds:.1f} s",
+            f"decoded {self.decoded} tracks this time ({self.already} already cached) in {self.wall_seconds:.1f} s",
             f"cache: {_size(self.folder_bytes)} on disk in {self.cache_folder} "
             f"(this library's tracks: {_size(self.track_bytes)}, int16)",
         ]
@@ -108,6 +108,7 @@ def summarise(
         classes={name: ClassTotals(int(n), s, int(k)) for name, (n, s, k) in totals.items()},
         skipped=list(result.skipped),
         decoded=result.decoded,
+        already=sum(cached.path not in result.fresh for cached in result.tracks.values()),
         track_bytes=track_bytes,
         folder_bytes=folder_size(cache_folder),
         wall_seconds=wall_seconds,

@@ -53,6 +53,39 @@ def _build(config: dict, what: str, path: Path) -> nn.Module:
         ) from None
 
 
+def _check_spec(spec: dict, path: Path) -> None:
+    """The recorded classes and input settings must be ones a trained classifier can have (UserError)."""
+    classes, data = spec["classes"], spec["data"]
+    problem = None
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes) and len(set(classes)) >= 2):
+        problem = f"classes {classes!r} (a classifier has two or more distinct class names)"
+    elif not isinstance(data, dict) or data.get("channels") not in (1, 2):
+        problem = f"channels {data.get('channels') if isinstance(data, dict) else data!r} (1 or 2)"
+    elif not (isinstance(data.get("sample_rate"), int) and 1000 <= data["sample_rate"] <= 768000):
+        problem = f"sample rate {data.get('sample_rate')!r} (1000 to 768000 Hz)"
+    elif not (isinstance(data.get("segment_seconds"), int | float) and 0 < data["segment_seconds"] <= 600):
+        problem = f"segment of {data.get('segment_seconds')!r} s"
+    if problem:
+        raise UserError(f"{path}: the checkpoint records {problem}; it was edited or damaged; {CHECKPOINT_HELP}")
+
+
+def _check_outputs(classifier: Classifier, path: Path) -> None:
+    """One silent segment through the network: it must take the recorded input and give one score per class."""
+    try:
+        with torch.no_grad():
+            out = classifier(torch.zeros(1, classifier.channels, classifier.segment_samples))
+    except RuntimeError as err:
+        raise UserError(
+            f"{path}: the network does not take the {classifier.channels}-channel, {classifier.segment_seconds} s "
+            f"input the checkpoint records ({str(err).splitlines()[0][:160]}); {CHECKPOINT_HELP}"
+        ) from None
+    if tuple(out.shape) != (1, len(classifier.classes)):
+        raise UserError(
+            f"{path}: the network gives {out.shape[-1]} outputs for the {len(classifier.classes)} classes the "
+            f"checkpoint names ({', '.join(classifier.classes)}); it was edited or damaged; {CHECKPOINT_HELP}"
+        )
+
+
 class Classifier(nn.Module):
     """Raw audio ``(batch, channels, samples)`` at ``sample_rate`` -> class probabilities ``(batch, classes)``.
 
@@ -93,6 +126,10 @@ class Classifier(nn.Module):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:
         """Rebuild from a Lightning checkpoint of ``python -m metalcore.train``; UserError if it is not one."""
         path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob("*.ckpt")) or sorted(path.glob("checkpoints/*.ckpt"))
+            hint = f"e.g. {found[0]}" if found else CHECKPOINT_HELP
+            raise UserError(f"{path}: is a folder, not a checkpoint; give a .ckpt file ({hint})")
         if not path.is_file():
             raise UserError(f"{path}: checkpoint not found; {CHECKPOINT_HELP}")
         try:
@@ -114,6 +151,7 @@ class Classifier(nn.Module):
         ):
             raise UserError(f"{path}: not a metalcore checkpoint (it holds no model spec); {CHECKPOINT_HELP}")
         data = spec["data"]
+        _check_spec(spec, path)
         classifier = cls(
             _build(spec["features"], "front-end", path),
             _build(spec["model"], "model", path),
@@ -128,6 +166,7 @@ class Classifier(nn.Module):
             raise UserError(
                 f"{path}: the weights do not fit the model the checkpoint describes ({str(err).splitlines()[0]})"
             ) from None
+        _check_outputs(classifier, path)
         classifier.checkpoint = path
         try:
             return classifier.to(torch.device(device) if device else best_device())
