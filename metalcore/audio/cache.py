@@ -35,7 +35,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from metalcore.audio.decode import DecodeError, audible, read_tags
+from metalcore.audio.decode import DecodeError, audible, read_tags, require_regular
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
 
@@ -103,6 +103,7 @@ class AudioCache:
 
     def _content_hash(self, source: Path) -> str:
         """blake2b of the file's bytes, recomputed only when its size or mtime changed."""
+        require_regular(source)  # hashing a FIFO would wait forever
         st = source.stat()
         memo_path = self.memo_dir / f"{hashlib.blake2b(os.fsencode(source), digest_size=16).hexdigest()}.json"
         memo = _read_json(memo_path)
@@ -141,7 +142,7 @@ class AudioCache:
         source = Path(source).resolve()
         try:
             return self._entry(source, self._key(source))
-        except OSError:
+        except (OSError, DecodeError):
             return None
 
     def get(self, source: Path) -> CachedTrack:
@@ -184,7 +185,7 @@ class AudioCache:
         """Why this exact content failed to decode before, with this PyAV; None if it never did."""
         try:
             meta = _read_json(self.folder / f"{self._key(Path(source).resolve())}.failed")
-        except OSError:
+        except (OSError, DecodeError):
             return None
         return meta["reason"] if meta and meta.get("av") == av.__version__ else None
 

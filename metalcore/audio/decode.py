@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def _why(err: Exception) -> str:
 
 def _open(path: Path) -> av.container.InputContainer:
     """Open a container, or raise DecodeError saying why it cannot be read."""
+    require_regular(path)
     try:
         with open(path, "rb") as f:
             empty = not f.read(1)
@@ -55,6 +57,19 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as err:
         raise DecodeError(path, f"not an audio file or unsupported format: {_why(err)}") from err
+
+
+def require_regular(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO or a device waits forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        raise DecodeError(path, "file not found") from err
+    except OSError as err:
+        raise DecodeError(path, f"cannot read file: {err.strerror or err}") from err
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise DecodeError(path, f"cannot read file: {kind}, not an audio file")
 
 
 def _averaged(frame: av.AudioFrame) -> av.AudioFrame:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_skipped
 from metalcore.core.errors import UserError
 from metalcore.core.files import make_folder, write_csv
-from metalcore.data.catalogue import scan
+from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
@@ -131,13 +131,23 @@ class MusicDataModule(LightningDataModule):
             [t for t in tracks if t.path in result.tracks], lambda t: result.tracks[t.path].path
         )
         result = BuildResult(
-            {t.path: result.tracks[t.path] for t in kept}, [*result.skipped, *left_out], result.decoded, result.fresh
+            {t.path: result.tracks[t.path] for t in kept},
+            [*unreadable_folders(self.root), *result.skipped, *left_out],
+            result.decoded,
+            result.fresh,
         )
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
         if self.output_dir is not None:  # the cache's list is shared by every library at this rate
             write_skipped(self.output_dir / "skipped.csv", result.skipped)
         self.classes = sorted({t.label for t in tracks})
-        self.summary = summarise(self.root, tracks, result, self.cache.folder, time.perf_counter() - began)
+        self.summary = summarise(
+            self.root,
+            tracks,
+            result,
+            self.cache.folder,
+            time.perf_counter() - began,
+            self.segment_samples / self.sample_rate,
+        )
         return self.summary
 
     def library(self) -> Library:

@@ -38,6 +38,8 @@ class PrepareSummary:
     track_bytes: int  # the int16 samples of this library's tracks
     folder_bytes: int  # everything in the cache folder for this rate and channel count
     wall_seconds: float
+    segment_seconds: float = 0.0
+    short: int = 0  # tracks shorter than a segment: zero-padded wherever they are read
 
     @property
     def tracks(self) -> int:
@@ -60,7 +62,17 @@ class PrepareSummary:
         )
         if self.skipped:
             line += f"; skipped {len(self.skipped)} files, listed in {self.skipped_csv}"
+        if self.short:
+            line += f"; {self.padding()}"
         return line
+
+    def padding(self) -> str:
+        """How many tracks are shorter than a segment, so that every clip of them is partly silence."""
+        advice = f"; lower data.segment_seconds={self.segment_seconds:g}" if 2 * self.short > self.tracks else ""
+        return (
+            f"{self.short} of {self.tracks} tracks are shorter than a segment ({self.segment_seconds:g} s) "
+            f"and are padded with silence{advice}"
+        )
 
     def lines(self) -> list[str]:
         """The full report: a per-class table, then work done, cache size and the skipped files."""
@@ -82,6 +94,8 @@ class PrepareSummary:
             rows += [f"  {path}: {reason}" for path, reason in self.skipped]
         else:
             rows.append("skipped 0 files")
+        if self.short:
+            rows.append(self.padding())
         return rows
 
     def __str__(self) -> str:
@@ -89,7 +103,12 @@ class PrepareSummary:
 
 
 def summarise(
-    root: Path, tracks: Sequence[Track], result: BuildResult, cache_folder: Path, wall_seconds: float
+    root: Path,
+    tracks: Sequence[Track],
+    result: BuildResult,
+    cache_folder: Path,
+    wall_seconds: float,
+    segment_seconds: float = 0.0,
 ) -> PrepareSummary:
     """Join the catalogue with a cache build's result into a ``PrepareSummary``."""
     totals: dict[str, list[float]] = {t.label: [0, 0.0, 0] for t in tracks}
@@ -112,6 +131,8 @@ def summarise(
         track_bytes=track_bytes,
         folder_bytes=folder_size(cache_folder),
         wall_seconds=wall_seconds,
+        segment_seconds=segment_seconds,
+        short=sum(cached.duration < segment_seconds for cached in result.tracks.values()),
     )
 
 

@@ -95,6 +95,8 @@ def resume(cfg: DictConfig) -> tuple[Path, int] | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
     check_seed(cfg.seed)
+    if cfg.trainer.get("max_epochs") == 0:  # Lightning would test the untrained model and exit 0
+        raise UserError("trainer.max_epochs=0 trains nothing; give 1 or more (or -1 for no limit with max_steps)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     start = resume(cfg)
