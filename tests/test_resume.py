@@ -88,7 +88,7 @@ def test_last_ckpt_is_always_the_last_epoch_not_the_best(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_path, signum):
+def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_path, signum, caplog):
     from metalcore.training.resume import stopped_by_sigterm
 
     handler = signal.getsignal(signal.SIGINT)
@@ -100,6 +100,9 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_p
     assert stop.value.code not in (0, None)
     epoch, step = saved(tmp_path / "checkpoints" / "last.ckpt")
     assert epoch == 1 and BATCHES < step < 2 * BATCHES  # where it stopped, mid-epoch 1
+    why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    assert f"training stopped ({why}) in epoch 1 at step {step}; saved " in caplog.text
+    assert "resume with python -m metalcore.train hydra.run.dir=<run folder> ckpt_path=last" in caplog.text
 
     resumed = configured_trainer(tmp_path, max_epochs=3)
     resumed.fit(Tiny(), ckpt_path=tmp_path / "checkpoints" / "last.ckpt")

@@ -68,11 +68,11 @@ def _why(exception: BaseException) -> str:
 @contextmanager
 def stopped_by_sigterm() -> Iterator[None]:
     """Lightning ends a SIGTERM'd fit with ``SIGTERMException``, a ``SystemExit`` whose status is 0: a
-    scheduler would take the job as finished. It becomes one line and exit status 143 (128 + SIGTERM)."""
+    scheduler would take the job as finished. It becomes exit status 143 (128 + SIGTERM); the line
+    saying where training stopped and how to resume comes from ``LastCheckpoint``."""
     try:
         yield
     except SIGTERMException:
-        log.error("stopped by SIGTERM; resume with %s", RESUME_HELP)
         raise SystemExit(143) from None
 
 
