@@ -7,6 +7,7 @@ hide the problem), as on a usual desktop, and its output is read as bytes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO, read_metrics
 
-from metalcore import evaluate
+from metalcore import evaluate, predict
 from metalcore.audio.encode import write_audio
 from metalcore.core.files import read_csv
 from metalcore.data.demo import render_track
@@ -75,15 +76,21 @@ def checkpoint(trained_run) -> Path:
     return Path(read_metrics(trained_run)["best_checkpoint"])
 
 
-def test_predict_and_evaluate_write_and_print_a_latin1_name(tmp_path, checkpoint, capsysbinary):
+def test_predict_and_evaluate_write_and_print_a_latin1_name(tmp_path, checkpoint):
     root = library(tmp_path / "lib", per_class=1, seconds=5.0, rate=22050)
-    for output in (tmp_path / "labels.csv", tmp_path / "labels.json"):
-        result = command("metalcore.predict", checkpoint, root, "--output", output)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        assert (RAW in result.stdout and RAW in output.read_bytes()) or b"Mot\\udcf6rhead" in output.read_bytes()
-    rows = read_csv(tmp_path / "labels.csv")
-    assert {row["path"]: row["label"] for row in rows}[str(root / "metal" / LATIN1)] in ("metal", "hardcore")
+    labels = tmp_path / "labels.csv"
+    result = command("metalcore.predict", checkpoint, root, "--output", labels)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert RAW in result.stdout and RAW in labels.read_bytes()  # printed and written as its own bytes
+    rows = {row["path"]: row for row in read_csv(labels)}
+    assert rows[str(root / "metal" / LATIN1)]["label"] in ("metal", "hardcore")
+    assert rows[str(root / "hardcore" / BROKEN)]["error"].startswith("not an audio file")
+
+    assert predict.main([str(checkpoint), str(root), "--output", str(tmp_path / "labels.json")]) == 0
+    tracks = json.loads((tmp_path / "labels.json").read_text())["tracks"]
+    assert str(root / "metal" / LATIN1) in [t["path"] for t in tracks]  # escaped in JSON, the same name read back
 
     assert evaluate.main([str(checkpoint), "--data-root", str(root), "--output-dir", str(tmp_path / "eval")]) == 0
-    tracks = read_csv(tmp_path / "eval" / "tracks.csv")
-    assert str(root / "metal" / LATIN1) in [row["path"] for row in tracks]
+    assert str(root / "metal" / LATIN1) in [row["path"] for row in read_csv(tmp_path / "eval" / "tracks.csv")]
+    failed = json.loads((tmp_path / "eval" / "metrics.json").read_text())["failed"]
+    assert [f["path"] for f in failed] == [str(root / "hardcore" / BROKEN)]

@@ -72,6 +72,10 @@ def test_prepare_lists_unreadable_folders_and_says_how_many_tracks_are_padded(li
 def test_a_fifo_is_refused_instead_of_read_forever(tmp_path):
     fifo = tmp_path / "Band - Stream.mp3"
     os.mkfifo(fifo)
+    def waited(signum, frame):
+        raise TimeoutError("waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
     signal.alarm(20)  # a regression would block on open(): fail instead of hanging the suite
     try:
         with pytest.raises(DecodeError, match="cannot read file: a FIFO, not an audio file"):
@@ -79,6 +83,7 @@ def test_a_fifo_is_refused_instead_of_read_forever(tmp_path):
         result = AudioCache(tmp_path / "cache", RATE, 2).build([fifo], workers=1)
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert result.skipped == [(fifo, "cannot read file: a FIFO, not an audio file")]
 
 
