@@ -65,7 +65,7 @@ def test_evaluate_refuses_an_output_dir_that_is_a_file(capsys, paths):
     [
         ("onnx", "folder", "is a folder"),
         ("onnx", "model.txt", "a onnx file must end in .onnx"),
-        ("torchscript", "model.onnx", "must end in .torchscript.pt"),
+        ("torchscript", "model.onnx", "must end in .pt or .pth or .torchscript"),
     ],
 )
 def test_export_checks_its_output_first(capsys, paths, fmt, output, message):

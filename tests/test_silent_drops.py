@@ -72,6 +72,7 @@ def test_prepare_lists_unreadable_folders_and_says_how_many_tracks_are_padded(li
 def test_a_fifo_is_refused_instead_of_read_forever(tmp_path):
     fifo = tmp_path / "Band - Stream.mp3"
     os.mkfifo(fifo)
+
     def waited(signum, frame):
         pytest.fail("waited on the FIFO")  # not an OSError, which the cache would take for an unreadable file
 

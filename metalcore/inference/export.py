@@ -31,6 +31,7 @@ from metalcore.core.files import atomic_file, writable_file
 from metalcore.inference.checkpoint import Classifier
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+NAMES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript")}  # what --output may end in
 ONNX_OPSET = 17  # the first opset with an STFT operator
 
 
@@ -160,7 +161,7 @@ def export(checkpoint: Path, fmt: str, output: Path | None = None) -> Path:
     """
     output = output or checkpoint.with_name(checkpoint.stem + FORMATS[fmt])
     writable_file(output, "--output")
-    if not output.name.lower().endswith(FORMATS[fmt]):
-        raise UserError(f"--output {output}: a {fmt} file must end in {FORMATS[fmt]}")
+    if not output.name.lower().endswith(NAMES[fmt]):
+        raise UserError(f"--output {output}: a {fmt} file must end in {' or '.join(NAMES[fmt])}")
     classifier = Classifier.from_checkpoint(checkpoint, "cpu")
     return (export_onnx if fmt == "onnx" else export_torchscript)(classifier, output)
