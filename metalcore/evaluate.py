@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
+from metalcore.core.files import writable_folder
 from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, test_split
 
 
@@ -42,9 +43,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown(value: float | None) -> str:
+    """A score, or ``n/a`` where the tracks given do not define it (e.g. AUROC on one class)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.output_dir is not None:
+        writable_folder(args.output_dir, "--output-dir")
     classifier = classifier_from_args(args)
     if args.data_root is not None:
         tracks, source = labelled_folder(args.data_root), str(args.data_root)
@@ -52,13 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         tracks, source = test_split(args.checkpoint), f"test split of {run_folder(args.checkpoint)}"
         name = "test"
-    output_dir = args.output_dir or run_folder(args.checkpoint) / "evaluation" / f"{args.checkpoint.stem}-{name}"
+    output_dir = writable_folder(
+        args.output_dir or run_folder(args.checkpoint) / "evaluation" / f"{args.checkpoint.stem}-{name}", "--output-dir"
+    )
     metrics = evaluate(classifier, tracks, output_dir, args.hop, args.batch_size, source)
     counts = metrics["counts"]
     for level in ("clip", "track"):
         m = metrics[level]
         print(
-            f"{level:>5}: acc {m['acc']:.4f}  f1 {m['f1']:.4f}  auroc {m['auroc']:.4f}  "
+            f"{level:>5}: acc {shown(m['acc'])}  f1 {shown(m['f1'])}  auroc {shown(m['auroc'])}  "
             f"({counts[level + 's']} {level}s)"
         )
     for failed in metrics["failed"]:

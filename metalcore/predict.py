@@ -18,6 +18,7 @@ from pathlib import Path
 
 from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
 from metalcore.core.errors import UserError
+from metalcore.core.files import writable_file
 from metalcore.inference.outputs import OUTPUT_SUFFIXES, print_table, track_record, write_output
 from metalcore.inference.tracks import find_tracks, predict_files
 
@@ -42,8 +43,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.output is not None and args.output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UserError(f"--output {args.output}: write a .csv or a .json file")
+    if args.output is not None:  # before any work: a bad path must not cost the whole prediction
+        writable_file(args.output, "--output")
+        if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise UserError(f"--output {args.output}: write a .csv or a .json file")
     classifier = classifier_from_args(args)
     files, empty = find_tracks(args.paths)
     outcomes = [*predict_files(classifier, files, args.hop, args.batch_size), *empty]

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from metalcore.core.errors import UserError
+from metalcore.core.files import writable_file
 from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, write_csv
 
 
@@ -36,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
         parser.error(f"{args.multirun_dir} is not a folder")
+    for option, path in (("--output", args.output), ("--plot", args.plot)):
+        try:
+            if path is not None:
+                writable_file(path, option)
+        except UserError as err:  # before the sweep is read and the plot drawn
+            parser.error(str(err))
     sweep = load(args.multirun_dir, args.metric, args.per_job)
     print(render(sweep))
     if args.output:

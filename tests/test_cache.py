@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import metalcore.audio.cache as cache_module
@@ -215,3 +216,34 @@ def test_old_temp_files_are_removed(tmp_path, library):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     cache.build(library[:1], workers=1)
     assert not old.exists() and recent.exists()
+
+
+def test_decoding_workers_exit_when_their_build_is_killed(tmp_path):
+    """kill -9 of prepare (or of train while decoding) left its pool's workers waiting forever."""
+    sources = [write_audio(tmp_path / f"{i}.flac", noise(2.0, i), 44100) for i in range(30)]
+    script = BUILD_SCRIPT.replace("workers=1", "workers=2")
+    repo = str(Path(__file__).resolve().parents[1])
+    build = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "cache"), "0", *map(str, sources)],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    parent = psutil.Process(build.pid)
+    deadline = time.monotonic() + 60
+    while len(workers := [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]) < 2:
+        assert build.poll() is None and time.monotonic() < deadline, "the build ended before its pool started"
+        time.sleep(0.05)
+    build.kill()
+    build.wait()
+    alive = [p for p in psutil.wait_procs(workers, timeout=10)[1] if not zombie(p)]
+    for p in alive:
+        p.kill()  # leave nothing behind even when the test fails
+    assert not alive, f"{len(alive)} decoding workers outlived their parent"
+
+
+def zombie(process: psutil.Process) -> bool:
+    """Dead but not reaped (its new parent may never wait for it): gone for this test's purpose."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

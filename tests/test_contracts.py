@@ -101,9 +101,9 @@ def test_spec_round_trips_as_plain_containers_and_reads_the_old_layout():
 
 
 BAD_SPECS = {
-    "sample_rate": ("16k", "sample_rate must be a positive integer, not '16k'"),
-    "channels": (0, "channels must be a positive integer, not 0"),
-    "segment_seconds": (-1.0, "segment_seconds must be a positive number"),
+    "sample_rate": ("16k", r"sample_rate='16k' \(an integer from 1000 to 768000 Hz"),
+    "channels": (0, r"channels=0 \(1 or 2\)"),
+    "segment_seconds": (-1.0, r"segment_seconds=-1.0 \(more than 0, at most 600\)"),
     "classes": (["metal", "metal"], r"classes \['metal', 'metal'\] name a class twice"),
     "model": ({"_target_": "os.system", "command": "echo hacked"}, "model is os.system, not a metalcore module"),
     "features": ({"n_mels": 32}, "features must be a config with a _target_"),

@@ -111,7 +111,7 @@ def test_checkpoint_selection_can_monitor_the_track_f1(tmp_path, cache_dir, demo
     metrics = read_metrics(run_dir)
     assert metrics["monitor"]["metric"] == "val/track_f1" and 0 <= metrics["monitor"]["best"] <= 1
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/track_f1" in k]
     assert state["monitor"] == "val/track_f1"
     scores = {Path(path).name: float(score) for path, score in state["best_k_models"].items()}
     assert sorted(scores) == ["epoch000.ckpt", "epoch001.ckpt"]

@@ -224,7 +224,7 @@ def test_class_left_too_small_by_skipped_files_is_one_clear_error(tmp_path):
     with pytest.raises(UserError) as info:
         dm.setup()
     message = str(info.value)
-    assert "without any 'metal' track" in message and "\n" not in message
+    assert "class 'metal' has 1 track; each class needs at least 3" in message and "\n" not in message
     assert (
         f"2 files could not be decoded and were left out (2 in 'metal'), see {dm.cache.folder / 'skipped.csv'}"
         in message

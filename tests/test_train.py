@@ -232,25 +232,6 @@ def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_p
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_resuming_needs_a_checkpoint_that_exists(tmp_path: Path):
-    """ckpt_path=last in a new run folder would silently train from scratch: it is refused instead."""
-    from lightning.pytorch import Trainer
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from metalcore.training.experiment import resume_from
-
-    trainer = Trainer(
-        callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints")], logger=False, enable_progress_bar=False
-    )
-    with pytest.raises(UserError, match=r"ckpt_path=last: no last.ckpt .*hydra.run.dir="):
-        resume_from("last", trainer)
-    with pytest.raises(UserError, match=r"ckpt_path=.*nothing.ckpt: no such checkpoint file"):
-        resume_from(str(tmp_path / "nothing.ckpt"), trainer)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert resume_from("last", trainer) == "last" and resume_from(None, trainer) is None
-
-
 def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_run: Path):
     """A sweeper must optimise the model that was tested (the best checkpoint), not the last epoch."""
     metrics = read_metrics(trained_run)

@@ -14,11 +14,17 @@ file lock makes concurrent builds decode each track once between them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import json
 import os
+import shutil
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,11 +35,13 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from metalcore.audio.decode import DecodeError, audible, read_tags
+from metalcore.audio.decode import DecodeError, audible, read_tags, require_regular
+from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
 STALE_TEMP_SECONDS = 3600  # temp files this old belong to dead writers
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class CachedTrack:
         return np.memmap(self.path, dtype=np.int16, mode="r", shape=(self.frames, self.channels))
 
 
+class DiskFull(Exception):
+    """No space left while writing the entry of this source (its path is the argument)."""
+
+
 @dataclass
 class BuildResult:
     """What ``AudioCache.build`` found: entries by source as given, bad files, how many it decoded."""
@@ -64,6 +76,7 @@ class BuildResult:
     tracks: dict[Path, CachedTrack] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     decoded: int = 0
+    fresh: set[Path] = field(default_factory=set)  # the entries (pcm files) this build wrote
 
 
 def _read_json(path: Path) -> dict | None:
@@ -90,8 +103,9 @@ class AudioCache:
 
     def _content_hash(self, source: Path) -> str:
         """blake2b of the file's bytes, recomputed only when its size or mtime changed."""
+        require_regular(source)  # hashing a FIFO would wait forever
         st = source.stat()
-        memo_path = self.memo_dir / f"{hashlib.blake2b(str(source).encode(), digest_size=16).hexdigest()}.json"
+        memo_path = self.memo_dir / f"{hashlib.blake2b(os.fsencode(source), digest_size=16).hexdigest()}.json"
         memo = _read_json(memo_path)
         if memo and memo.get("size") == st.st_size and memo.get("mtime_ns") == st.st_mtime_ns:
             return memo["blake2b"]
@@ -128,7 +142,7 @@ class AudioCache:
         source = Path(source).resolve()
         try:
             return self._entry(source, self._key(source))
-        except OSError:
+        except (OSError, DecodeError):
             return None
 
     def get(self, source: Path) -> CachedTrack:
@@ -137,6 +151,14 @@ class AudioCache:
 
     def _get(self, source: Path) -> tuple[CachedTrack, bool]:
         """(entry, whether this call decoded it); decodes under the entry's lock, checking again first."""
+        try:
+            return self._get_or_decode(source)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:  # the temp file is gone (atomic_file); everything committed stays
+                raise DiskFull(str(source)) from None
+            raise
+
+    def _get_or_decode(self, source: Path) -> tuple[CachedTrack, bool]:
         try:
             key = self._key(source)
         except FileNotFoundError as err:
@@ -163,7 +185,7 @@ class AudioCache:
         """Why this exact content failed to decode before, with this PyAV; None if it never did."""
         try:
             meta = _read_json(self.folder / f"{self._key(Path(source).resolve())}.failed")
-        except OSError:
+        except (OSError, DecodeError):
             return None
         return meta["reason"] if meta and meta.get("av") == av.__version__ else None
 
@@ -210,7 +232,7 @@ class AudioCache:
         unique = list(dict.fromkeys(Path(s) for s in sources))
         found: dict[Path, CachedTrack] = {}
         reasons: dict[Path, str] = {}
-        decoded = 0
+        decoded, fresh = 0, set()
         for source in unique:
             if track := self.lookup(source):
                 found[source] = track
@@ -219,7 +241,13 @@ class AudioCache:
         pending = [source for source in unique if source not in found and source not in reasons]
         workers = min(workers or os.cpu_count() or 1, len(pending))
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        pool = (
+            ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)
+            )
+            if workers > 1
+            else None
+        )
         with tqdm(
             total=len(unique),
             initial=len(found),
@@ -232,12 +260,14 @@ class AudioCache:
                     outcomes = map(_build_one, args)
                 else:
                     outcomes = (f.result() for f in as_completed([pool.submit(_build_one, a) for a in args]))
-                for source, track, was_decoded, reason in outcomes:
+                for source, track, was_decoded, reason in _stopping_when_full(outcomes, self, pending, found):
                     if track is None:
                         reasons[source] = reason
                     else:
                         found[source] = track
                         decoded += was_decoded
+                        if was_decoded:
+                            fresh.add(track.path)
                     bar.update()
             finally:
                 if pool is not None:
@@ -246,7 +276,57 @@ class AudioCache:
             tracks={s: found[s] for s in unique if s in found},  # input order
             skipped=[(s, reasons[s]) for s in unique if s in reasons],
             decoded=decoded,
+            fresh=fresh,
         )
+
+
+def _stopping_when_full(outcomes: Iterator, cache: AudioCache, pending: list[Path], found: dict) -> Iterator:
+    """``outcomes``, until one hits a full disk: then one line with what was kept and what is needed."""
+    try:
+        yield from outcomes
+    except DiskFull as err:
+        missing = [s for s in pending if s not in found]
+        needed = sum(decoded_bytes(s, cache.sample_rate, cache.channels) for s in missing)
+        free = shutil.disk_usage(cache.folder).free
+        raise UserError(
+            f"data.cache_dir={cache.root}: disk full while decoding {err.args[0]}; the {len(found)} tracks "
+            f"cached so far are kept, the {len(missing)} left need about {needed / 2**30:.1f} GiB "
+            f"({free / 2**30:.1f} GiB free): free space or move data.cache_dir, then run again"
+        ) from None
+
+
+def decoded_bytes(source: Path, sample_rate: int, channels: int) -> int:
+    """About how much room a source takes in the cache, from the length its container states (0 if none)."""
+    try:
+        with av.open(str(source)) as container:
+            seconds = container.duration / av.time_base if container.duration else 0.0
+    except (av.FFmpegError, OSError):
+        return 0
+    return round(seconds * sample_rate) * channels * 2
+
+
+def exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when the build that started it dies.
+
+    A pool's workers outlive a ``kill -9`` of their parent and wait on its pipe forever. Linux
+    delivers SIGKILL to the worker when its parent exits (``PR_SET_PDEATHSIG``); elsewhere a daemon
+    thread checks the parent every second.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    except (OSError, AttributeError):  # not Linux
+        watched = False
+    if os.getppid() != parent:  # died before the watch was set up
+        os._exit(1)
+    if not watched:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _build_one(args: tuple[Path, int, int, Path]) -> tuple[Path, CachedTrack | None, bool, str]:

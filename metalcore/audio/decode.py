@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
+
+from metalcore.audio.integrity import check_rate, cut_short
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus"})
 SILENCE_DBFS = -90.0  # a peak below this (one int16 step or less) is digital silence
@@ -40,6 +43,7 @@ def _why(err: Exception) -> str:
 
 def _open(path: Path) -> av.container.InputContainer:
     """Open a container, or raise DecodeError saying why it cannot be read."""
+    require_regular(path)
     try:
         with open(path, "rb") as f:
             empty = not f.read(1)
@@ -53,6 +57,19 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as err:
         raise DecodeError(path, f"not an audio file or unsupported format: {_why(err)}") from err
+
+
+def require_regular(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: reading a FIFO or a device waits forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        raise DecodeError(path, "file not found") from err
+    except OSError as err:
+        raise DecodeError(path, f"cannot read file: {err.strerror or err}") from err
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise DecodeError(path, f"cannot read file: {kind}, not an audio file")
 
 
 def _averaged(frame: av.AudioFrame) -> av.AudioFrame:
@@ -120,7 +137,8 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int, block_frame
     """Yield int16 blocks of ``block_frames`` frames (the last one shorter), shaped (frames, channels).
 
     Rate and channels are converted by FFmpeg while decoding: more channels are down-mixed, mono is
-    duplicated to stereo. Raises DecodeError when the file holds no usable audio.
+    duplicated to stereo. Raises DecodeError when the file holds no usable audio, when its rate is not
+    one audio uses, and (after the blocks before the last) when it stops short of its declared length.
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, not {channels}")
@@ -131,6 +149,8 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int, block_frame
         audio = container.streams.audio[0]
         if audio.rate <= 0 or audio.channels <= 0:
             raise DecodeError(path, "not an audio file or unsupported format: no sample rate or channels found")
+        if reason := check_rate(audio.rate):
+            raise DecodeError(path, reason)
         block, filled, total = np.empty((block_frames, channels), np.int16), 0, 0
         try:
             for pcm in _pcm(container, sample_rate, channels):
@@ -145,6 +165,8 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int, block_frame
             raise DecodeError(path, f"corrupt audio data: {_why(err)}") from err
         if total == 0:
             raise DecodeError(path, "no samples after decoding")
+        if reason := cut_short(path, container, total / sample_rate):
+            raise DecodeError(path, reason)
         if filled:
             yield block[:filled]
 

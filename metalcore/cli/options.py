@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metalcore.core.errors import UserError
+from metalcore.core.files import keep_undecodable_names
 from metalcore.inference.checkpoint import Classifier
 
 
@@ -17,6 +19,7 @@ def one_line_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Se
 
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
+        keep_undecodable_names()
         try:
             return main(argv)
         except UserError as err:
@@ -48,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def classifier_from_args(args: argparse.Namespace) -> Classifier:
     """The checkpoint named by ``add_model_arguments``' options, after checking them (UserError)."""
-    if args.hop is not None and args.hop <= 0:
+    if args.hop is not None and not (math.isfinite(args.hop) and args.hop > 0):
         raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")

@@ -1,16 +1,88 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+POSIX file names are bytes; Python hands a name that is not valid UTF-8 (``Mot\xf6rhead.flac`` from an
+old rip) over as a string with lone surrogates (``surrogateescape``), which strict UTF-8 refuses.
+Every text file metalcore writes or reads goes through ``TEXT`` so such names round-trip byte for
+byte; JSON escapes them (``\udcf6``) and Python reads them back the same way.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 import secrets
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from metalcore.core.errors import UserError
+
+TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def keep_undecodable_names() -> None:
+    """Let stdout and stderr print file names that are not valid UTF-8 as their original bytes.
+
+    Called by every command before it prints or logs a path: with the default strict errors one
+    such name ends the command with ``UnicodeEncodeError`` after all its work.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
+def writable_file(path: Path, what: str) -> Path:
+    """``path`` if a file can be written there, else UserError naming ``what`` (e.g. ``--output``).
+
+    Checked before the work that produces the file: a bad path must not cost a whole prediction.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{_named(what, path)}: is a folder; give a file name")
+    _writable_folder(path.parent, what, path)
+    return path
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """``path`` if it is, or can be made, a folder to write in; else UserError naming ``what``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{_named(what, path)}: is a file, not a folder")
+    _writable_folder(path, what, path)
+    return path
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """``writable_folder``, then made: what the check cannot see (a read-only mount) still comes as one line."""
+    writable_folder(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path / ".write-test") as f:
+            f.write(b"")
+        (path / ".write-test").unlink()
+    except OSError as err:
+        raise UserError(f"{_named(what, path)}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+def _writable_folder(folder: Path, what: str, shown: Path) -> None:
+    existing = folder.absolute()
+    while not existing.exists():  # the nearest folder that exists is where the new ones would be made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{_named(what, shown)}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{_named(what, shown)}: cannot write in {existing} (permission denied or read-only)")
+
+
+def _named(what: str, path: Path) -> str:
+    """``--output x`` or ``data.cache_dir=x``: the option or key as the user typed it."""
+    return f"{what}{path}" if what.endswith("=") else f"{what} {path}"
 
 
 @contextmanager
@@ -33,14 +105,25 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
 
 
 def write_text(path: Path, text: str) -> None:
-    """``text`` as UTF-8, atomically."""
+    """``text`` as UTF-8 (undecodable file names as their bytes), atomically."""
     with atomic_file(path) as f:
-        f.write(text.encode())
+        f.write(text.encode(**TEXT))
 
 
 def write_json(path: Path, value: Any) -> None:
-    """``value`` as indented JSON, atomically (anything JSON cannot hold is written as its str)."""
-    write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+    """``value`` as indented, standard JSON, atomically: NaN and infinities become null (Python's
+    ``NaN`` is not JSON and other readers refuse it), anything else JSON cannot hold its str."""
+    write_text(path, json.dumps(_standard(value), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _standard(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _standard(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_standard(v) for v in value]
+    return value
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -49,5 +132,10 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    with atomic_file(path) as f:
-        f.write(text.getvalue().encode())
+    write_text(path, text.getvalue())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV that ``write_csv`` wrote, as dicts by header."""
+    with open(path, newline="", **TEXT) as f:
+        return list(csv.DictReader(f))

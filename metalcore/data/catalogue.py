@@ -6,6 +6,7 @@ Reading it costs a directory walk, never a decode, so it is cheap to redo on eve
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,28 +41,62 @@ def is_audio(path: Path) -> bool:
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder``, sorted, leaving out hidden files and anything in hidden folders."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if is_audio(path) and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    return walk(folder)[0]
 
 
-def scan(root: Path) -> list[Track]:
-    """Every track under ``root``, sorted by path so that everything downstream is reproducible."""
+def walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(audio files under ``folder``, sorted; (sub-folder, reason) for each one that could not be read).
+
+    Symlinked sub-folders are followed (a library assembled from links is common), each real folder
+    once, so a link back up the tree cannot loop; a folder that cannot be listed is reported, not
+    passed over in silence.
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(err: OSError) -> None:
+        problems.append((Path(err.filename), f"folder not read: {err.strerror or err}"))
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:
+            problems.append((Path(top), "folder not read again: a link to a folder already read"))
+            dirs.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(top) / name for name in names if is_audio(Path(top) / name)]
+    return sorted(files), problems
+
+
+def unreadable_folders(root: Path) -> list[tuple[Path, str]]:
+    """(folder, reason) for every folder in the class folders of ``root`` whose files could not be listed."""
+    return [problem for folder in class_folders(root) for problem in walk(folder)[1]]
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of ``root``, sorted, hidden ones left out."""
+    return [folder for folder in sorted(Path(root).iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
+
+
+def scan(root: Path, min_classes: int = 2) -> list[Track]:
+    """Every track under ``root``, sorted by path so that everything downstream is reproducible.
+
+    Training needs two classes; scoring a trained model on the tracks of one class (``min_classes=1``) is fine.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
     tracks = [
-        Track(path.resolve(), folder.name, artist_from_name(path))
-        for folder in sorted(root.iterdir())
-        if folder.is_dir() and not folder.name.startswith(".")
+        Track(path.absolute(), folder.name, artist_from_name(path))  # as found: a symlink keeps its own name
+        for folder in class_folders(root)
         for path in audio_files(folder)
     ]
     if not tracks:
         raise UserError(f"data.root={root}: no audio files found; {HOW_TO_START}")
     classes = sorted({t.label for t in tracks})
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise UserError(
             f"data.root={root}: only one class folder with audio ({classes[0]}); "
             f"a classifier needs at least two; {HOW_TO_START}"

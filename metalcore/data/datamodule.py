@@ -19,10 +19,11 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from metalcore.audio.cache import AudioCache, CachedTrack, write_skipped
+from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_skipped
 from metalcore.core.errors import UserError
-from metalcore.core.files import write_csv
-from metalcore.data.catalogue import scan
+from metalcore.core.files import make_folder, write_csv
+from metalcore.data.catalogue import scan, unreadable_folders
+from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
@@ -44,6 +45,12 @@ class Library:
     def sources(self) -> list[Path]:
         """The audio files, in catalogue order."""
         return [c.source for c in self.cached]
+
+
+def check_seed(seed: int) -> None:
+    """NumPy, and so the split and the crops, take seeds from 0 to 2**32 - 1."""
+    if not 0 <= seed < 2**32:
+        raise UserError(f"seed={seed} must be an integer from 0 to {2**32 - 1}")
 
 
 class MusicDataModule(LightningDataModule):
@@ -77,6 +84,7 @@ class MusicDataModule(LightningDataModule):
                 f"data.segment_seconds={segment_seconds}, data.segments_per_track="
                 f"{segments_per_track} and data.batch_size={batch_size} must be positive"
             )
+        check_seed(seed)
         check_fractions(val_fraction, test_fraction)
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
@@ -114,24 +122,43 @@ class MusicDataModule(LightningDataModule):
         The whole of ``python -m metalcore.prepare``; a library already in the cache decodes nothing.
         """
         began = time.perf_counter()
+        make_folder(self.cache.root, "data.cache_dir=")  # before the demo set or any decoding is written there
         if self.demo is not None:
             self.demo.ensure(self.root)
         tracks = scan(self.root)
         result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=progress)
+        kept, left_out = one_label_each(
+            [t for t in tracks if t.path in result.tracks], lambda t: result.tracks[t.path].path
+        )
+        result = BuildResult(
+            {t.path: result.tracks[t.path] for t in kept},
+            [*unreadable_folders(self.root), *result.skipped, *left_out],
+            result.decoded,
+            result.fresh,
+        )
         write_skipped(self.cache.folder / "skipped.csv", result.skipped)
         if self.output_dir is not None:  # the cache's list is shared by every library at this rate
             write_skipped(self.output_dir / "skipped.csv", result.skipped)
         self.classes = sorted({t.label for t in tracks})
-        self.summary = summarise(self.root, tracks, result, self.cache.folder, time.perf_counter() - began)
+        self.summary = summarise(
+            self.root,
+            tracks,
+            result,
+            self.cache.folder,
+            time.perf_counter() - began,
+            self.segment_samples / self.sample_rate,
+        )
         return self.summary
 
     def library(self) -> Library:
-        """The catalogue joined with the cache index (no decoding): tracks that failed are left out."""
+        """The catalogue joined with the cache index (no decoding): tracks that failed, copies of one
+        recording in two classes and second copies in one class are left out."""
         tracks = scan(self.root)
         self.classes = sorted({t.label for t in tracks})
-        rows = [(t, self.cache.lookup(t.path)) for t in tracks]
-        unreadable = Counter(t.label for t, c in rows if c is None)
-        rows = [(t, c) for t, c in rows if c is not None]
+        entries = {t.path: self.cache.lookup(t.path) for t in tracks}
+        unreadable = Counter(t.label for t in tracks if entries[t.path] is None)
+        kept, _ = one_label_each([t for t in tracks if entries[t.path]], lambda t: entries[t.path].path)
+        rows = [(t, entries[t.path]) for t in kept]
         return Library(
             labels=[t.label for t, _ in rows],
             artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],

@@ -80,6 +80,11 @@ class Split:
         present = {(label, split) for label, split in zip(labels, result)}
         advice = "" if self.group_by == "track" else ", or split by track (data.split.group_by=track)"
         for label in sorted(totals):
+            if totals[label] < len(SPLITS):  # no fraction can help: say what is missing
+                raise UserError(
+                    f"class '{label}' has {totals[label]} track{'s' if totals[label] != 1 else ''}; each class "
+                    f"needs at least {len(SPLITS)}, one for each of the train, val and test splits: add tracks"
+                )
             for split in SPLITS:
                 if (label, split) not in present:
                     raise UserError(

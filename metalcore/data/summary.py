@@ -34,9 +34,12 @@ class PrepareSummary:
     classes: dict[str, ClassTotals]
     skipped: list[tuple[Path, str]]
     decoded: int
+    already: int  # tracks whose entry was in the cache before this call
     track_bytes: int  # the int16 samples of this library's tracks
     folder_bytes: int  # everything in the cache folder for this rate and channel count
     wall_seconds: float
+    segment_seconds: float = 0.0
+    short: int = 0  # tracks shorter than a segment: zero-padded wherever they are read
 
     @property
     def tracks(self) -> int:
@@ -59,7 +62,17 @@ class PrepareSummary:
         )
         if self.skipped:
             line += f"; skipped {len(self.skipped)} files, listed in {self.skipped_csv}"
+        if self.short:
+            line += f"; {self.padding()}"
         return line
+
+    def padding(self) -> str:
+        """How many tracks are shorter than a segment, so that every clip of them is partly silence."""
+        advice = f"; lower data.segment_seconds={self.segment_seconds:g}" if 2 * self.short > self.tracks else ""
+        return (
+            f"{self.short} of {self.tracks} tracks are shorter than a segment ({self.segment_seconds:g} s) "
+            f"and are padded with silence{advice}"
+        )
 
     def lines(self) -> list[str]:
         """The full report: a per-class table, then work done, cache size and the skipped files."""
@@ -70,10 +83,9 @@ class PrepareSummary:
             rows.append(
                 f"{name:<{width}}  {c.tracks:>6}  {c.seconds / 3600:>7.2f}  {_clock(c.seconds):>9}  {c.skipped:>7}"
             )
-        cached = self.tracks - self.decoded
         rows += [
             f"library: {self.root}",
-            f"decoded {self.decoded} tracks this time ({cached} already cached) in {self.wall_seconds:.1f} s",
+            f"decoded {self.decoded} tracks this time ({self.already} already cached) in {self.wall_seconds:.1f} s",
             f"cache: {_size(self.folder_bytes)} on disk in {self.cache_folder} "
             f"(this library's tracks: {_size(self.track_bytes)}, int16)",
         ]
@@ -82,6 +94,8 @@ class PrepareSummary:
             rows += [f"  {path}: {reason}" for path, reason in self.skipped]
         else:
             rows.append("skipped 0 files")
+        if self.short:
+            rows.append(self.padding())
         return rows
 
     def __str__(self) -> str:
@@ -89,7 +103,12 @@ class PrepareSummary:
 
 
 def summarise(
-    root: Path, tracks: Sequence[Track], result: BuildResult, cache_folder: Path, wall_seconds: float
+    root: Path,
+    tracks: Sequence[Track],
+    result: BuildResult,
+    cache_folder: Path,
+    wall_seconds: float,
+    segment_seconds: float = 0.0,
 ) -> PrepareSummary:
     """Join the catalogue with a cache build's result into a ``PrepareSummary``."""
     totals: dict[str, list[float]] = {t.label: [0, 0.0, 0] for t in tracks}
@@ -108,9 +127,12 @@ def summarise(
         classes={name: ClassTotals(int(n), s, int(k)) for name, (n, s, k) in totals.items()},
         skipped=list(result.skipped),
         decoded=result.decoded,
+        already=sum(cached.path not in result.fresh for cached in result.tracks.values()),
         track_bytes=track_bytes,
         folder_bytes=folder_size(cache_folder),
         wall_seconds=wall_seconds,
+        segment_seconds=segment_seconds,
+        short=sum(cached.duration < segment_seconds for cached in result.tracks.values()),
     )
 
 

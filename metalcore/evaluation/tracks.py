@@ -8,14 +8,14 @@ with its true label, prediction and confidence, the worst mistakes first.
 
 from __future__ import annotations
 
-import csv
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import atomic_file, write_csv, write_json
+from metalcore.core.files import atomic_file, read_csv, write_csv, write_json
 from metalcore.data.catalogue import scan
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome, predict_files
@@ -37,8 +37,7 @@ def test_split(checkpoint: Path) -> list[tuple[Path, str]]:
             f"{split}: not found, so the test split of {checkpoint} is unknown; "
             f"pass --data-root <folder with one subfolder per class> to evaluate on other tracks"
         )
-    with open(split, newline="") as f:
-        tracks = [(Path(row["path"]), row["class"]) for row in csv.DictReader(f) if row["split"] == "test"]
+    tracks = [(Path(row["path"]), row["class"]) for row in read_csv(split) if row["split"] == "test"]
     if not tracks:
         raise UserError(f"{split}: lists no test tracks")
     return tracks
@@ -46,13 +45,15 @@ def test_split(checkpoint: Path) -> list[tuple[Path, str]]:
 
 def labelled_folder(root: Path) -> list[tuple[Path, str]]:
     """(path, class) of every track under ``root/<class>/``."""
-    return [(track.path, track.label) for track in scan(root)]
+    return [(track.path, track.label) for track in scan(root, min_classes=1)]
 
 
 def score(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """The training module's metrics (macro and weighted, AUROC) plus the confusion matrix."""
     probs_t, labels_t = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long)
     scores = {name: float(value) for name, value in classification_metrics(num_classes)(probs_t, labels_t).items()}
+    # on a subset of the classes some scores are undefined (no positives for AUROC): null, never NaN
+    scores = {name: value if math.isfinite(value) else None for name, value in scores.items()}
     confusion = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(confusion, (labels, probs.argmax(1)), 1)
     return {**scores, "confusion": confusion.tolist()}

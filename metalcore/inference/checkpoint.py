@@ -93,6 +93,10 @@ class Classifier(nn.Module):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:
         """Rebuild from a Lightning checkpoint of ``python -m metalcore.train``; UserError if it is not one."""
         path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob("*.ckpt")) or sorted(path.glob("checkpoints/*.ckpt"))
+            hint = f"e.g. {found[0]}" if found else CHECKPOINT_HELP
+            raise UserError(f"{path}: is a folder, not a checkpoint; give a .ckpt file ({hint})")
         if not path.is_file():
             raise UserError(f"{path}: checkpoint not found; {CHECKPOINT_HELP}")
         try:

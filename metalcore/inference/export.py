@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import atomic_file
+from metalcore.core.files import atomic_file, writable_file
 from metalcore.inference.checkpoint import Classifier
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+NAMES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript")}  # what --output may end in
 ONNX_OPSET = 17  # the first opset with an STFT operator
 
 
@@ -154,7 +155,13 @@ def export_torchscript(classifier: Classifier, path: Path) -> Path:
 
 
 def export(checkpoint: Path, fmt: str, output: Path | None = None) -> Path:
-    """Write ``checkpoint`` as ``fmt`` beside it (or at ``output``); returns the file written."""
-    classifier = Classifier.from_checkpoint(checkpoint, "cpu")
+    """Write ``checkpoint`` as ``fmt`` beside it (or at ``output``); returns the file written.
+
+    The output's name must end as the format's files do, so that nothing reads an ONNX graph as text.
+    """
     output = output or checkpoint.with_name(checkpoint.stem + FORMATS[fmt])
+    writable_file(output, "--output")
+    if not output.name.lower().endswith(NAMES[fmt]):
+        raise UserError(f"--output {output}: a {fmt} file must end in {' or '.join(NAMES[fmt])}")
+    classifier = Classifier.from_checkpoint(checkpoint, "cpu")
     return (export_onnx if fmt == "onnx" else export_torchscript)(classifier, output)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from metalcore.core import files
-from metalcore.core.files import atomic_file
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome
 
@@ -119,6 +117,5 @@ def write_output(path: Path, records: list[dict], classifier: Classifier, hop: f
         "hop_seconds": hop or classifier.segment_seconds,
         "tracks": records,
     }
-    with atomic_file(path) as f:
-        f.write((json.dumps(report, indent=2) + "\n").encode())
+    files.write_json(path, report)
     return [path]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible
 from metalcore.core.errors import UserError
-from metalcore.data.catalogue import audio_files
+from metalcore.data.catalogue import walk
 from metalcore.inference.checkpoint import Classifier
 
 
@@ -168,8 +168,9 @@ def find_tracks(paths: Sequence[Path]) -> tuple[list[Path], list[Outcome]]:
     empty: list[Outcome] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = audio_files(path)
+            found, unreadable = walk(path)
             files += found
+            empty += [Outcome(folder, error=reason) for folder, reason in unreadable]
             if not found:
                 empty.append(Outcome(path, error="no audio files in this folder"))
         else:

@@ -43,6 +43,8 @@ class MelFrontend(nn.Module):
     ) -> None:
         super().__init__()
         hop_length = hop_length or n_fft // 2
+        if n_mels < 1:
+            raise UserError(f"features.n_mels={n_mels} must be at least 1 (64 is usual)")
         if n_fft < 16 or hop_length < 1:
             raise UserError(
                 f"features.n_fft={n_fft} / features.hop_length={hop_length}: too small to make a spectrogram"

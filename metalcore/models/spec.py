@@ -28,17 +28,20 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         classes = self.classes
-        if not (isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes)):
+        if not (isinstance(classes, list) and all(isinstance(c, str) and c for c in classes)):
             raise ValueError(f"classes must be a list of class names, not {classes!r}")
         if len(set(classes)) != len(classes):
             raise ValueError(f"classes {classes} name a class twice")
-        for name in ("sample_rate", "channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if len(classes) < 2:
+            raise ValueError(f"classes {classes!r} (a classifier has two or more distinct class names)")
+        if self.channels not in (1, 2) or isinstance(self.channels, bool):
+            raise ValueError(f"channels={self.channels!r} (1 or 2)")
+        rate = self.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 768000:
+            raise ValueError(f"sample_rate={rate!r} (an integer from 1000 to 768000 Hz, what audio uses)")
         seconds = self.segment_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-            raise ValueError(f"segment_seconds must be a positive number, not {seconds!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 600:
+            raise ValueError(f"segment_seconds={seconds!r} (more than 0, at most 600)")
         for name in ("features", "model"):
             config = getattr(self, name)
             if not isinstance(config, dict) or not isinstance(config.get("_target_"), str):

@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
+from metalcore.core.files import keep_undecodable_names
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # absolute: found whether run as __main__ or imported
 
@@ -42,8 +43,18 @@ def direction(metric: str) -> str:
     return "maximize" if higher_is_better(metric) else "minimize"
 
 
+def config_subdir(ckpt_path: Any, now: str) -> str:
+    """Where Hydra saves the composed config: ``.hydra``, or ``.hydra/resume-<now>`` when resuming.
+
+    A resume runs in the earlier run's folder; its own record goes beside that run's, which stays as
+    it was, whether the resume succeeds or is refused.
+    """
+    return ".hydra" if ckpt_path is None else f".hydra/resume-{now}"
+
+
 OmegaConf.register_new_resolver("best_precision", best_precision, replace=True)
 OmegaConf.register_new_resolver("direction", direction, replace=True)
+OmegaConf.register_new_resolver("config_subdir", config_subdir, replace=True)
 
 
 def make(node: DictConfig, **kwargs: Any) -> Any:
@@ -63,6 +74,7 @@ def one_line_errors(log: logging.Logger) -> Iterator[None]:
     """A UserError becomes one logged line and exit status 2; in a sweep it is re-raised (after the
     line, which ``metalcore.report`` reads from the job's log) so Hydra marks the job failed."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    keep_undecodable_names()
     try:
         yield
     except UserError as err:

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
-from metalcore.data.datamodule import MusicDataModule
+from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.training.callbacks.record import validation_scores
@@ -28,6 +28,7 @@ from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
 from metalcore.training.metrics import canonical, logged_names
 from metalcore.training.module import GenreClassifier
+from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
 
 log = logging.getLogger("metalcore.train")
 
@@ -79,23 +80,14 @@ def make_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
     return callbacks
 
 
-def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
-    """``ckpt_path`` checked before training: a missing file or an absent ``last`` is one clear error.
-
-    Lightning would only warn and train from scratch when ``last`` finds nothing, which is what
-    happens in a new run folder.
-    """
-    if ckpt_path is None:
-        return None
-    folder = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else None
-    if ckpt_path == "last" and not (folder and (folder / "last.ckpt").is_file()):
-        raise UserError(
-            f"ckpt_path=last: no last.ckpt in {folder}; to resume an earlier run give its folder "
-            f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)"
-        )
-    if ckpt_path != "last" and not Path(ckpt_path).is_file():
-        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-    return ckpt_path
+def resume(cfg: DictConfig) -> tuple[Path, int] | None:
+    """``ckpt_path`` checked against this config before anything is built or written (see training.resume)."""
+    return resume_point(
+        cfg.get("ckpt_path"),
+        Path(cfg.paths.output_dir) / "checkpoints",
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.features, resolve=True),
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -103,12 +95,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     Files (metrics.json, config.yaml, figures) are written by the callbacks in ``conf/callbacks/``.
     """
+    check_seed(cfg.seed)
+    if cfg.trainer.get("max_epochs") == 0:  # Lightning would test the untrained model and exit 0
+        raise UserError("trainer.max_epochs=0 trains nothing; give 1 or more (or -1 for no limit with max_steps)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    start = resume(cfg)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = make(cfg.trainer, callbacks=make_callbacks(cfg, bool(logger)), logger=logger)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg.get("ckpt_path"), trainer))
+    if start is not None:
+        check_weights(start[0], datamodule.classes, module)
+        if logger and trainer.is_global_zero:
+            forget_after(Path(logger.log_dir), start[1])
+    with stopped_by_sigterm():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start[0] if start else None)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
@@ -136,6 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if processes == 1:  # no DDP, or ranks that torchrun or srun started
         with collective_timeouts():
             return train(cfg)
+    resume(cfg)
     build(cfg)
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra in the new processes
     job_logging = HydraConfig.get().job_logging

@@ -1,0 +1,96 @@
+"""Is a decodable file the whole recording, at a rate audio uses? Cut-off downloads and forged headers.
+
+FFmpeg decodes what is there without complaint: the first 20 KB of a 3-minute Ogg file is a 0.6 s
+track, and a WAV header claiming 1 Hz turns 12 KB into 51 minutes of samples. A file is compared
+with the length its container declares (FLAC's STREAMINFO, an MP3's Xing/Info/VBRI header, MP4's
+moov, a WAV's data chunk size); an Ogg file (Vorbis, Opus, FLAC) declares its length only in its
+last page, so there the last page itself must be whole.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import av
+
+MIN_RATE, MAX_RATE = 4000, 768000  # telephone speech to the highest studio rates
+COMPLETE = 0.9  # decoded length below this share of the declared one: the file was cut off
+OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def check_rate(rate: int) -> str | None:
+    """Why a stream's sample rate cannot be audio, or None."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        return f"implausible sample rate {rate} Hz (audio uses {MIN_RATE} to {MAX_RATE} Hz)"
+    return None
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour)."""
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def declared_seconds(path: Path, container: av.container.InputContainer) -> float | None:
+    """The length the file says it has, where that is a statement and not FFmpeg's estimate; else None."""
+    name = container.format.name
+    if name == "wav":
+        return _wav_seconds(path)
+    if "ogg" in name.split(","):
+        return None  # see ogg_cut_short
+    if name == "mp3" and not _has_mp3_length_header(path):
+        return None  # a CBR file without a header: FFmpeg estimates from its size, which a cut shrinks too
+    stream = container.streams.audio[0]
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else None
+
+
+def cut_short(path: Path, container: av.container.InputContainer, decoded_seconds: float) -> str | None:
+    """Why the decoded audio is not the whole file (``truncated: decoded 0:01 of 3:05``), or None."""
+    if "ogg" in container.format.name.split(","):
+        return f"truncated: decoded {clock(decoded_seconds)}, the Ogg stream stops mid-page" if _ogg_cut(path) else None
+    declared = declared_seconds(path, container)
+    if declared and decoded_seconds < COMPLETE * declared:
+        return f"truncated: decoded {clock(decoded_seconds)} of {clock(declared)}"
+    return None
+
+
+def _wav_seconds(path: Path) -> float | None:
+    """The data chunk's declared size over the byte rate (FFmpeg clamps it to what the file holds)."""
+    with open(path, "rb") as f:
+        header = f.read(4096)
+    if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(header):
+        chunk, size = header[offset : offset + 4], struct.unpack("<I", header[offset + 4 : offset + 8])[0]
+        if chunk == b"fmt " and offset + 16 <= len(header):
+            byte_rate = struct.unpack("<I", header[offset + 16 : offset + 20])[0]
+        if chunk == b"data":
+            streaming = size in (0, 0xFFFFFFFF)  # written by a recorder that never went back to fill it in
+            return size / byte_rate if byte_rate and not streaming else None
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def _has_mp3_length_header(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(16384)
+    return any(tag in head for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _ogg_cut(path: Path) -> bool:
+    """Whether the last Ogg page stops before the end its own header announces."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - OGG_MAX_PAGE))
+        tail = f.read()
+    start = tail.rfind(b"OggS")
+    if start < 0 or len(tail) - start < 27:
+        return True
+    segments = tail[start + 26]
+    table = tail[start + 27 : start + 27 + segments]
+    return len(table) < segments or start + 27 + segments + sum(table) > len(tail)

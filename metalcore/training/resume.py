@@ -1,0 +1,165 @@
+"""Surviving interruption: last.ckpt after every epoch and on SIGTERM/Ctrl-C, and a resume that checks first.
+
+Lightning 2.6 writes ``save_last`` checkpoints only when a top-k checkpoint is saved at the same
+step, so with ``save_top_k=1`` last.ckpt lags at the best epoch and a resume repeats every epoch
+since. ``LastCheckpoint`` rewrites ``last.ckpt`` after every validation (the end of each epoch)
+and when training stops on an exception: SIGTERM (Lightning turns it into ``SIGTERMException`` at
+the next batch end), Ctrl-C or an error. ``resume_point`` checks a ``ckpt_path`` against the run's
+configuration before anything is built or written, so a resume that cannot work changes nothing
+of the earlier run; ``forget_after`` drops the TensorBoard events the resumed run will write again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from metalcore.core.errors import UserError
+from metalcore.core.files import atomic_file
+
+log = logging.getLogger("metalcore.train")
+
+RESUME_HELP = "python -m metalcore.train hydra.run.dir=<run folder> ckpt_path=last, with the run's overrides"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: the model after the last validation, or where training stopped."""
+
+    def __init__(self, dirpath: str) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,  # unmonitored: the latest, replacing the one before
+            save_last=False,
+            enable_version_counter=False,  # always the same name, so ckpt_path=last finds it
+            save_on_exception=True,
+        )
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if trainer.is_global_zero and (Path(self.dirpath) / "last.ckpt").is_file():
+            log.warning(
+                "training stopped (%s) in epoch %d at step %d; saved %s; resume with %s",
+                _why(exception),
+                trainer.current_epoch,
+                trainer.global_step,
+                Path(self.dirpath) / "last.ckpt",
+                RESUME_HELP,
+            )
+
+
+def _why(exception: BaseException) -> str:
+    if isinstance(exception, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(exception, KeyboardInterrupt):
+        return "Ctrl-C"
+    return f"{type(exception).__name__}: {str(exception).splitlines()[0] if str(exception) else ''}"
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """Lightning ends a SIGTERM'd fit with ``SIGTERMException``, a ``SystemExit`` whose status is 0: a
+    scheduler would take the job as finished. It becomes exit status 143 (128 + SIGTERM); the line
+    saying where training stopped and how to resume comes from ``LastCheckpoint``."""
+    try:
+        yield
+    except SIGTERMException:
+        raise SystemExit(143) from None
+
+
+def resume_point(
+    ckpt_path: str | None, checkpoints: Path, model: dict[str, Any], features: dict[str, Any]
+) -> tuple[Path, int] | None:
+    """The checkpoint to resume from and its logger step, or None; UserError before anything is written.
+
+    ``last`` means ``<checkpoints>/last.ckpt``. The file must be a metalcore training checkpoint whose
+    model and front-end configs are the ones this run composes: a resume with other settings would
+    fail inside Lightning with a raw state_dict error, after Hydra and the loggers touched the run.
+    """
+    if ckpt_path is None:
+        return None
+    path = checkpoints / "last.ckpt" if str(ckpt_path) == "last" else Path(ckpt_path).expanduser()
+    if str(ckpt_path) == "last" and not path.is_file():
+        raise UserError(
+            f"ckpt_path=last: no last.ckpt in {checkpoints}; to resume an earlier run give its folder "
+            f"(hydra.run.dir=<run folder> ckpt_path=last) or the file (ckpt_path=<run>/checkpoints/last.ckpt)"
+        )
+    if path.is_dir():
+        raise UserError(f"ckpt_path={ckpt_path} is a folder; give a .ckpt file, or ckpt_path=last with hydra.run.dir")
+    if not path.is_file():
+        raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # not a torch file at all, truncated, a foreign pickle
+        raise UserError(
+            f"ckpt_path={ckpt_path}: not a readable checkpoint ({type(err).__name__}: "
+            f"{(str(err).strip().splitlines() or [''])[0][:160]})"
+        ) from None
+    spec = (checkpoint.get("hyper_parameters") or {}).get("spec") if isinstance(checkpoint, dict) else None
+    if not isinstance(spec, dict) or not isinstance(checkpoint.get("loops"), dict):
+        raise UserError(
+            f"ckpt_path={ckpt_path}: not a checkpoint of python -m metalcore.train (no model spec or training state)"
+        )
+    recorded = {"model": {k: v for k, v in spec.get("model", {}).items() if k != "num_classes"}}
+    recorded["features"] = spec.get("features", {})
+    differences = [
+        f"{group}.{key}={recorded[group].get(key, '(not set)')} there, {configured.get(key, '(not set)')} here"
+        for group, configured in (("model", model), ("features", features))
+        for key in sorted(set(recorded[group]) | set(configured))
+        if recorded[group].get(key) != configured.get(key)
+    ]
+    if differences:
+        raise UserError(
+            f"ckpt_path={ckpt_path} was trained with other settings ({'; '.join(differences[:4])}"
+            f"{'; ...' if len(differences) > 4 else ''}): resume with the overrides of the run that wrote it "
+            f"(its .hydra/overrides.yaml)"
+        )
+    fit_loop = checkpoint["loops"].get("fit_loop", {})
+    step = fit_loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", checkpoint.get("global_step", 0))
+    return path, int(step)
+
+
+def check_weights(path: Path, classes: list[str], module: torch.nn.Module) -> None:
+    """The checkpoint's classes and tensor shapes against the module built for this run (UserError)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    recorded = list(checkpoint["hyper_parameters"]["spec"].get("classes", []))
+    if recorded != list(classes):
+        raise UserError(f"ckpt_path={path} was trained on classes {recorded}; data.root has {list(classes)}")
+    ours = module.state_dict()
+    theirs = checkpoint["state_dict"]
+    shapes = [{k: tuple(v.shape) for k, v in weights.items()} for weights in (ours, theirs)]
+    wrong = sorted(k for k in set(shapes[0]) | set(shapes[1]) if shapes[0].get(k) != shapes[1].get(k))
+    if wrong:
+        raise UserError(f"ckpt_path={path}: its weights do not fit the configured model ({', '.join(wrong[:3])})")
+
+
+def forget_after(log_dir: Path, step: int) -> int:
+    """Drop the events at ``step`` and later from TensorBoard files in ``log_dir``; how many were dropped.
+
+    The resumed run logs those steps again (the epoch a ``kill -9`` cut short is run anew), and
+    TensorBoard would show both. Each file is rewritten atomically.
+    """
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    dropped = 0
+    for events in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(events)).Load())
+        keep = [r for r in records if Event.FromString(r).step < step or not Event.FromString(r).summary.value]
+        if len(keep) < len(records):
+            dropped += len(records) - len(keep)
+            with atomic_file(events) as f:
+                writer = RecordWriter(f)
+                for record in keep:
+                    writer.write(record)
+    return dropped

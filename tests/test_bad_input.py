@@ -1,0 +1,154 @@
+"""Bad paths and values are one line naming the option or key, found before any work starts.
+
+Output paths are checked first: each command here is given a checkpoint that does not exist, so
+an error about the output proves it came before the checkpoint was even opened. Faults the
+machine cannot produce on demand (a read-only mount, a full disk) are injected.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import metalcore.audio.cache as cache_module
+from metalcore import evaluate, export, predict, report
+from metalcore.audio.cache import AudioCache
+from metalcore.audio.encode import write_audio
+from metalcore.core.errors import UserError
+from metalcore.data.datamodule import MusicDataModule
+from metalcore.data.demo import render_track
+
+
+def one_line_error(capsys, main, argv: list[str]) -> str:
+    """Run a command's main; it must fail with exit status 2 and exactly one line on stderr."""
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        status = stop.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err, err
+    return err[-1]
+
+
+@pytest.fixture
+def paths(tmp_path) -> dict[str, Path]:
+    folder, file = tmp_path / "a-folder", tmp_path / "a-file.csv"
+    folder.mkdir()
+    file.write_text("x")
+    return {"folder": folder, "file": file, "missing": tmp_path / "no.ckpt", "below_file": file / "out.csv"}
+
+
+def test_predict_checks_output_before_the_checkpoint(capsys, paths):
+    song = str(paths["file"])
+    line = one_line_error(capsys, predict.main, [str(paths["missing"]), song, "--output", str(paths["folder"])])
+    assert "--output" in line and "is a folder" in line
+    line = one_line_error(capsys, predict.main, [str(paths["missing"]), song, "--output", str(paths["below_file"])])
+    assert "--output" in line and "is a file, not a folder" in line
+
+
+@pytest.mark.parametrize("hop", ["nan", "inf", "-1", "0"])
+def test_a_hop_that_is_not_a_positive_number_is_refused(capsys, paths, hop):
+    line = one_line_error(capsys, predict.main, [str(paths["missing"]), str(paths["file"]), f"--hop={hop}"])
+    assert line.startswith(f"error: --hop {float(hop)}: must be a positive number of seconds")
+
+
+def test_evaluate_refuses_an_output_dir_that_is_a_file(capsys, paths):
+    line = one_line_error(capsys, evaluate.main, [str(paths["missing"]), "--output-dir", str(paths["file"])])
+    assert "--output-dir" in line and "is a file, not a folder" in line
+
+
+@pytest.mark.parametrize(
+    ("fmt", "output", "message"),
+    [
+        ("onnx", "folder", "is a folder"),
+        ("onnx", "model.txt", "a onnx file must end in .onnx"),
+        ("torchscript", "model.onnx", "must end in .pt or .pth or .torchscript"),
+    ],
+)
+def test_export_checks_its_output_first(capsys, paths, fmt, output, message):
+    target = paths["folder"] if output == "folder" else paths["folder"] / output
+    line = one_line_error(capsys, export.main, [str(paths["missing"]), "--format", fmt, "--output", str(target)])
+    assert message in line
+
+
+def test_report_checks_its_outputs_first(capsys, paths):
+    line = one_line_error(capsys, report.main, [str(paths["folder"]), "--output", str(paths["folder"])])
+    assert "--output" in line and "is a folder" in line
+
+
+def datamodule(root: Path, cache: Path, **kwargs) -> MusicDataModule:
+    return MusicDataModule(str(root), str(cache), sample_rate=16000, segment_seconds=0.5, num_workers=0, **kwargs)
+
+
+def test_a_cache_dir_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"data.cache_dir=.*file/cache: .*file is a file, not a folder"):
+        datamodule(tmp_path, tmp_path / "file" / "cache").prepare()
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(UserError, match=r"^data.cache_dir=.*ro: cannot write there \(Read-only file system\)$"):
+        datamodule(tmp_path, tmp_path / "ro").prepare()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_cannot_take_is_one_line(tmp_path, seed):
+    with pytest.raises(UserError, match=rf"^seed={seed} must be an integer from 0 to 4294967295$"):
+        datamodule(tmp_path, tmp_path / "cache", seed=seed)
+
+
+def test_a_full_disk_keeps_what_was_decoded_and_says_what_is_needed(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    sources = [write_audio(tmp_path / f"{i}.flac", render_track("metal", rng, 3.0, 16000), 16000) for i in range(3)]
+    real = cache_module.atomic_file
+    written = []
+
+    def fills_up(path):
+        if path.suffix == ".pcm" and len(written) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cache_module, "atomic_file", fills_up)
+    cache = AudioCache(tmp_path / "cache", 16000, 2)
+    with pytest.raises(UserError) as err:
+        cache.build(sources, workers=1)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"data.cache_dir={tmp_path / 'cache'}: disk full while decoding ")
+    assert "the 1 tracks cached so far are kept, the 2 left need about 0.0 GiB" in str(err.value)
+    monkeypatch.setattr(cache_module, "atomic_file", real)
+    assert cache.lookup(sources[0]) is not None and cache.lookup(sources[1]) is None
+    assert not list(cache.folder.glob("*.tmp")) and not list(cache.folder.glob("*.failed"))
+    assert cache.build(sources, workers=1).decoded == 2  # the rest, once there is room
+
+
+def test_a_class_too_small_for_the_splits_says_so(tmp_path):
+    from metalcore.data.split import Split
+
+    labels = ["metal"] * 6 + ["hardcore"]
+    with pytest.raises(UserError, match=r"^class 'hardcore' has 1 track; each class needs at least 3, one for each"):
+        Split().assign(labels, [f"band {i}" for i in range(7)], 0.2, 0.2, seed=0)
+
+
+@pytest.mark.parametrize("n_mels", [0, -5])
+def test_a_mel_band_count_below_one_names_n_mels(n_mels):
+    from metalcore.models.frontend import MelFrontend
+
+    with pytest.raises(UserError, match=rf"^features.n_mels={n_mels} must be at least 1"):
+        MelFrontend(sample_rate=16000, n_mels=n_mels, n_fft=512)
+
+
+@pytest.mark.parametrize(
+    "option", ["--seconds=0", "--seconds=nan", "--tracks-per-class=0", "--sample-rate=0", "--seed=-1"]
+)
+def test_synth_refuses_values_that_make_no_demo_set(tmp_path, capsys, option):
+    from metalcore import synth
+
+    line = one_line_error(capsys, synth.main, [str(tmp_path / "demo"), option])
+    assert option.split("=")[0] in line
+    assert not (tmp_path / "demo").exists()

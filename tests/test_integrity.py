@@ -1,0 +1,86 @@
+"""Cut-off downloads and forged headers are skipped with a reason, never cached as short or huge tracks."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metalcore.audio.cache import AudioCache
+from metalcore.audio.decode import DecodeError, decode
+from metalcore.audio.encode import write_audio
+from metalcore.data.demo import render_track
+
+RATE = 22050
+SECONDS = 20.0
+# what the reason says per format: Ogg declares its length only in the last page, which a cut removes
+TRUNCATED = {
+    "ogg": r"truncated: decoded 0:0\d, the Ogg stream stops mid-page",
+    "opus": r"truncated: decoded 0:0\d, the Ogg stream stops mid-page",
+    "mp3": r"truncated: decoded 0:0\d of 0:20",
+    "wav": r"truncated: decoded 0:0\d of 0:20",
+    "flac": r"corrupt audio data|truncated: decoded 0:0\d of 0:20",
+}
+
+
+@pytest.fixture(scope="module")
+def song() -> np.ndarray:
+    return render_track("metal", np.random.default_rng(3), SECONDS, RATE)
+
+
+@pytest.mark.parametrize("suffix", TRUNCATED)
+def test_a_cut_off_file_is_refused_as_truncated_and_the_whole_one_decodes(tmp_path, song, suffix):
+    whole = write_audio(tmp_path / f"whole.{suffix}", song, RATE)
+    assert decode(whole, 16000, 2).shape[1] == pytest.approx(SECONDS * 16000, rel=0.01)
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    with pytest.raises(DecodeError, match=TRUNCATED[suffix]):
+        decode(cut, 16000, 2)
+
+
+def test_a_truncated_file_is_listed_and_retried_once_complete(tmp_path, song):
+    (tmp_path / "lib").mkdir()
+    whole = write_audio(tmp_path / "lib" / "Band - Song.mp3", song, RATE)
+    complete = whole.read_bytes()
+    whole.write_bytes(complete[:20000])  # the first 20 KB of the download
+    cache = AudioCache(tmp_path / "cache", 16000, 2)
+    result = cache.build([whole], workers=1)
+    assert not result.tracks and [(p, r.split(":")[0]) for p, r in result.skipped] == [(whole, "truncated")]
+    assert not list((tmp_path / "cache").rglob("*.pcm"))
+    whole.write_bytes(complete)  # the download finished
+    result = cache.build([whole], workers=1)
+    assert result.tracks[whole].duration == pytest.approx(SECONDS, rel=0.01) and not result.skipped
+
+
+def wav_header(rate: int, data_bytes: int, channels: int = 1) -> bytes:
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + (struct.pack("<I", data_bytes))
+    )
+
+
+@pytest.mark.parametrize("rate", [1, 1000, 3_000_000])
+def test_a_sample_rate_no_audio_uses_is_refused_before_decoding(tmp_path, rate):
+    """A 12 KB WAV claiming 1 Hz became a 51-minute, 252 MB cache entry."""
+    noise = (np.random.default_rng(0).standard_normal(6000) * 3000).astype("<i2").tobytes()
+    path = tmp_path / "forged.wav"
+    path.write_bytes(wav_header(rate, len(noise)) + noise)
+    with pytest.raises(DecodeError, match=rf"implausible sample rate {rate} Hz \(audio uses 4000 to 768000 Hz\)"):
+        decode(path, 16000, 2)
+    result = AudioCache(tmp_path / "cache", 16000, 2).build([path], workers=1)
+    assert not result.tracks and not list(Path(tmp_path / "cache").rglob("*.pcm"))
+
+
+def test_a_wav_written_by_a_recorder_that_never_filled_in_its_size_still_decodes(tmp_path):
+    noise = (np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes()
+    path = tmp_path / "live.wav"
+    path.write_bytes(wav_header(16000, 0) + noise)
+    assert decode(path, 16000, 1).shape[1] == 16000
