@@ -26,6 +26,7 @@ from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
 from metalcore.training.module import GenreClassifier
+from metalcore.training.timing import timings
 
 log = logging.getLogger("metalcore.train")
 
@@ -133,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if checkpoint and checkpoint.best_model_score is not None
         else None,
         "val": val,
+        "timing": timings(trainer),  # seconds per epoch, clips/s, fit and test wall time, peak memory
         # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
         "environment": {
             "precision": str(trainer.precision),
