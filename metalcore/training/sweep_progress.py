@@ -29,28 +29,32 @@ LOG_NAME = "sweep.log"
 DONE = re.compile(r"\bjob \d+ of \S+ (finished|failed)\b")
 
 
+def _sweep_overrides(hydra: Mapping[str, Any]) -> list:
+    """The basic sweeper's ``params`` and the command line's overrides (which win for the same key), parsed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = {
+        **{k: f"{k}={v}" for k, v in (hydra["sweeper"].get("params") or {}).items()},
+        **{line.split("=", 1)[0]: line for line in hydra["overrides"]["task"]},
+    }
+    return OverridesParser.create().parse_overrides(list(lines.values()))
+
+
 def sweep_size(hydra: Mapping[str, Any]) -> int | None:
     """How many jobs a sweep asks for, from its ``hydra`` config; None when that cannot be told.
 
     Optuna runs ``n_trials``; the basic sweeper every combination of its ``params`` and the sweep
-    overrides of the command line (which win over ``params`` of the same key). Read it from the
-    multirun's own config: a job's config holds its own values instead of the sweep's lists.
+    overrides of the command line. Read it from the multirun's own config: a job's config holds its
+    own values instead of the sweep's lists.
     """
     try:
-        sweeper = hydra["sweeper"]
-        target = str(sweeper.get("_target_", ""))
+        target = str(hydra["sweeper"].get("_target_", ""))
         if target.endswith("OptunaSweeper"):
-            return int(sweeper["n_trials"])
+            return int(hydra["sweeper"]["n_trials"])
         if not target.endswith("BasicSweeper"):
             return None
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        lines = {
-            **{k: f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()},
-            **{line.split("=", 1)[0]: line for line in hydra["overrides"]["task"]},
-        }
         total = 1
-        for override in OverridesParser.create().parse_overrides(list(lines.values())):
+        for override in _sweep_overrides(hydra):
             if override.is_sweep_override():
                 total *= len(list(override.sweep_string_iterator()))
         return total
@@ -58,16 +62,29 @@ def sweep_size(hydra: Mapping[str, Any]) -> int | None:
         return None
 
 
+def swept_keys(hydra: Mapping[str, Any]) -> list[str]:
+    """The keys whose value changes from job to job (what a job line shows of its overrides)."""
+    try:
+        if str(hydra["sweeper"].get("_target_", "")).endswith("OptunaSweeper"):
+            return list(hydra["sweeper"].get("params") or {})
+        return [o.get_key_element() for o in _sweep_overrides(hydra) if o.is_sweep_override()]
+    except Exception:
+        return []
+
+
 class SweepProgress(Callback):
     """Job lines and the sweep's time left; silent in a single run (Hydra calls job hooks there too)."""
 
     def __init__(self) -> None:
         self.total: int | None = None
+        self.keys: list[str] = []  # the swept keys, shown in a job's first line
         self.started: float | None = None  # wall clock: jobs may run in other processes or on other nodes
         self._job_started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.total = sweep_size(OmegaConf.to_container(config.hydra, resolve=True))
+        # not the whole hydra node: its job fields (the sweep's subdir) exist only in a job
+        hydra = {k: OmegaConf.to_container(config.hydra[k], resolve=True) for k in ("sweeper", "overrides")}
+        self.total, self.keys = sweep_size(hydra), swept_keys(hydra)
         self.started = time.time()
         folder = Path(config.hydra.sweep.dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,8 +95,8 @@ class SweepProgress(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         self._job_started = time.monotonic()
-        overrides = " ".join(config.hydra.overrides.task)
-        self._say(config, f"{self._job(config)} started: {overrides or 'no overrides'}")
+        overrides = [o for o in config.hydra.overrides.task if o.split("=", 1)[0] in self.keys]
+        self._say(config, f"{self._job(config)} started: {' '.join(overrides) or 'no swept overrides'}")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
