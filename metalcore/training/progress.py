@@ -86,13 +86,18 @@ class EpochLine(Callback):
         self._best_epoch: int | None = None
 
     @staticmethod
-    def _clock(trainer: L.Trainer) -> Timings | None:
+    def _timings(trainer: L.Trainer) -> Timings | None:
         return next((c for c in trainer.callbacks if isinstance(c, Timings)), None)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback  # a resumed run starts from its checkpoint's best, epoch unknown
+        score = checkpoint.best_model_score if checkpoint is not None else None
+        self._best, self._best_epoch = (float(score) if score is not None else None), None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the epoch's training metrics are computed (and synced) after this hook: remember, write later
-        clock = self._clock(trainer)
-        self._pending = clock.epochs[-1] if clock and clock.epochs else EpochTime(trainer.current_epoch, 0, 0, 0)
+        timings = self._timings(trainer)
+        self._pending = timings.epochs[-1] if timings and timings.epochs else EpochTime(trainer.current_epoch, 0, 0, 0)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(trainer)
@@ -129,20 +134,20 @@ class EpochLine(Callback):
         best = float(score) if score is not None else None
         if best is not None and best != self._best:
             self._best, self._best_epoch = best, epoch
-        at = f"(epoch {self._best_epoch + 1:>{width}})" if self._best_epoch is not None else ""
-        return f"best {checkpoint.monitor} {_number(best)} {at}".rstrip()
+        at = self._best_epoch + 1 if self._best_epoch is not None else "?"
+        return f"best {checkpoint.monitor} {_number(best)} (epoch {at:>{width}})"
 
     def _eta(self, trainer: L.Trainer, epoch: EpochTime, total: int | None) -> float:
-        clock = self._clock(trainer)
-        if total is None or not clock or not clock.epochs:
+        timings = self._timings(trainer)
+        if total is None or not timings or not timings.epochs:
             return math.nan
-        mean = sum(e.seconds for e in clock.epochs) / len(clock.epochs)
+        mean = sum(e.seconds for e in timings.epochs) / len(timings.epochs)
         return mean * (total - epoch.epoch - 1)
 
 
 class PlainProgress(ProgressBar):
     """A progress line at most every ``every_seconds`` inside a long epoch, validation or test, for logs:
-    ``epoch 3/10  train batch  120/400 ( 30%)  loss 0.4123   9.8 batches/s  ETA 0:00:28``."""
+    ``epoch  3/10  train batch 120/400  ( 30%)  loss 0.4123    9.8 batches/s  ETA 0:00:28``."""
 
     def __init__(self, every_seconds: float = 30.0) -> None:
         super().__init__()
@@ -171,7 +176,7 @@ class PlainProgress(ProgressBar):
         known = math.isfinite(total) and total > 0
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         fitting = trainer.state.fn == TrainerFn.FITTING  # not trainer.validate or test after fit
-        parts = [f"epoch {trainer.current_epoch + 1}/{epochs}"] if fitting else []
+        parts = [f"epoch {trainer.current_epoch + 1:>{len(str(epochs))}}/{epochs}"] if fitting else []
         width = len(str(int(total))) if known else 1
         parts.append(f"{phase} batch {done:>{width}}/{int(total) if known else '?'}")
         if known:
