@@ -231,7 +231,7 @@ def test_library_deprecations_are_logged_once_and_metalcores_own_warnings_are_ke
         route_warnings_to_log()
         try:
             for line in (10, 20, 30):  # one deprecation raised from three places of a library
-                warnings.warn_explicit("`old_api` is deprecated, use `new_api`", FutureWarning, "somelib/x.py", line)
+                warnings.warn_explicit("`old_api` goes away in 3.0, use `new_api`", FutureWarning, "somelib/x.py", line)
             warnings.warn_explicit("Foo is deprecated", UserWarning, "somelib/y.py", 1, module="somelib.y")
             warnings.warn_explicit("Foo is deprecated", UserWarning, "somelib/y.py", 2, module="somelib.y")
             for line in (1, 2):  # metalcore's own: once per place, as Python does by default
@@ -242,7 +242,7 @@ def test_library_deprecations_are_logged_once_and_metalcores_own_warnings_are_ke
             logging.captureWarnings(False)
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "FutureWarning: `old_api` is deprecated, use `new_api` (somelib/x.py:10)",
+        "FutureWarning: `old_api` goes away in 3.0, use `new_api` (somelib/x.py:10)",
         "UserWarning: Foo is deprecated (somelib/y.py:1)",
         "UserWarning: a class has one track (metalcore/data/split.py:1)",
         "UserWarning: a class has one track (metalcore/data/split.py:2)",
