@@ -44,10 +44,10 @@ def redirected(args: list[str], log: Path, cwd: Path = REPO) -> int:
 # -- a training with its output in a file ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> tuple[Path, str]:
-    """Three epochs, progress lines as often as possible; the run folder and what the console got."""
+    """Two epochs, progress lines as often as possible; the run folder and what the console got."""
     folder = tmp_path_factory.mktemp("logged")
     overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("trainer.enable_progress_bar")]
-    args = [*overrides, "trainer.max_epochs=3", "callbacks.progress_bar.every_seconds=0", f"hydra.run.dir={folder}"]
+    args = [*overrides, "trainer.max_epochs=2", "callbacks.progress_bar.every_seconds=0", f"hydra.run.dir={folder}"]
     assert redirected(args, folder / "console.txt") == 0, (folder / "console.txt").read_text()[-3000:]
     return folder, (folder / "console.txt").read_text()
 
@@ -56,10 +56,10 @@ def test_one_aligned_line_per_epoch_in_train_log_and_on_the_console(logged_run):
     folder, console = logged_run
     log = (folder / "train.log").read_text().splitlines()
     lines = [line for line in log if "] - epoch " in line and "train loss" in line]
-    assert len(lines) == 3
+    assert len(lines) == 2
     matches = [EPOCH_LINE.search(line) for line in lines]
     assert all(matches), lines
-    assert [int(m["epoch"]) for m in matches] == [1, 2, 3] and {m["total"] for m in matches} == {"3"}
+    assert [int(m["epoch"]) for m in matches] == [1, 2] and {m["total"] for m in matches} == {"2"}
     assert all(float(m["seconds"]) > 0 and float(m["rate"]) > 0 for m in matches)
     assert matches[-1]["eta"] == "0:00:00"
     # aligned: every field starts at the same column on every line
@@ -71,7 +71,7 @@ def test_one_aligned_line_per_epoch_in_train_log_and_on_the_console(logged_run):
 
 def test_the_epoch_line_shows_the_best_value_of_the_monitored_metric(logged_run):
     folder, _ = logged_run
-    line = next(line for line in (folder / "train.log").read_text().splitlines() if "] - epoch 3/3  train loss" in line)
+    line = next(line for line in (folder / "train.log").read_text().splitlines() if "] - epoch 2/2  train loss" in line)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert f"best val/loss {metrics['monitor']['best']:.4f}" in line
 
@@ -81,7 +81,7 @@ def test_output_to_a_file_gets_plain_progress_lines_and_no_carriage_returns(logg
     raw = (folder / "console.txt").read_bytes()  # read_text would turn carriage returns into newlines
     assert b"\r" not in raw and b"it/s" not in raw  # no bar redrawn in place: not decoding, not training
     progress = [line for line in console.splitlines() if "train batch" in line]
-    assert progress and all(re.search(r"epoch \d/3  train batch \d+/\d+  \( *\d+%\)  loss \d", p) for p in progress)
+    assert progress and all(re.search(r"epoch \d/2  train batch \d+/\d+  \( *\d+%\)  loss \d", p) for p in progress)
     assert any("test batch" in line for line in console.splitlines())
     assert (folder / "train.log").read_text().count("train batch") == len(progress)
 
@@ -89,11 +89,11 @@ def test_output_to_a_file_gets_plain_progress_lines_and_no_carriage_returns(logg
 def test_metrics_json_records_what_the_run_cost(logged_run):
     folder, _ = logged_run
     timing = json.loads((folder / "metrics.json").read_text())["timing"]
-    assert len(timing["per_epoch"]["train_s"]) == len(timing["per_epoch"]["val_s"]) == 3
+    assert len(timing["per_epoch"]["train_s"]) == len(timing["per_epoch"]["val_s"]) == 2
     assert all(s > 0 for s in timing["per_epoch"]["train_s"] + timing["per_epoch"]["val_s"])
     assert timing["epoch_s"] == pytest.approx(timing["train_epoch_s"] + timing["val_epoch_s"], abs=2e-3)
     assert timing["clips_per_s"] > 0 and timing["host_peak_mib"] > 100  # torch alone takes more
-    assert 0 < 3 * timing["epoch_s"] <= timing["fit_s"] <= timing["wall_s"] and 0 < timing["test_s"] < timing["wall_s"]
+    assert 0 < 2 * timing["epoch_s"] <= timing["fit_s"] <= timing["wall_s"] and 0 < timing["test_s"] < timing["wall_s"]
     assert timing["cuda_peak_mib"] is None  # a CPU run
 
 

@@ -39,7 +39,8 @@ class EpochTime:
 
 
 def host_peak_mib() -> float:
-    """This process's peak resident memory so far (decoding and loader workers are separate processes)."""
+    """This process's peak resident memory so far: since it started, so over every job a sweep ran in it
+    (the kernel keeps no per-run peak); decoding and loader workers are separate processes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
