@@ -11,6 +11,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from metalcore.core.library_warnings import route_warnings_to_log
 from metalcore.training.config import CONF, one_line_errors
 from metalcore.training.experiment import log_once, optimized_value, run
 
@@ -20,6 +21,7 @@ log = logging.getLogger("metalcore.train")
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     log_once()
+    route_warnings_to_log()
     with one_line_errors(log):
         return optimized_value(cfg, run(cfg))
 

@@ -253,7 +253,7 @@ class AudioCache:
             initial=len(found),
             unit="file",
             desc=f"decoding to {self.folder.name}",
-            disable=not (progress and pending),
+            disable=None if progress and pending else True,  # None: on a terminal only, no \r in log files
         ) as bar:
             try:
                 if pool is None:

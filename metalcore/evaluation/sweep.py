@@ -26,12 +26,14 @@ from metalcore.training.metrics import canonical, higher_is_better
 
 DEFAULT_METRIC = "test.track.acc"
 SUMMARY_METRICS = ("test.track.acc", "test.track.f1", "test.clip.acc", "test.clip.f1")
+COST_METRICS = ("time.wall_s", "time.epoch_s")  # what a configuration costs: the job's seconds, per epoch
 GROUPED_OUT = ("seed",)  # repeats of one configuration
 ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\] - (?P<message>.*)")
 
 
 def flatten(metrics: dict) -> dict[str, float]:
-    """metrics.json's numbers: ``test.<level>.<name>``, ``val/<name>``, ``best/<monitored>``, ``epochs``."""
+    """metrics.json's numbers: ``test.<level>.<name>``, ``val/<name>``, ``best/<monitored>``, ``epochs``,
+    ``time.<name>`` (``time.wall_s``, ``time.epoch_s``, ...)."""
     flat: dict[str, float] = {}
     for level, scores in (metrics.get("test") or {}).items():
         for name, value in scores.items():
@@ -43,6 +45,9 @@ def flatten(metrics: dict) -> dict[str, float]:
         flat[f"best/{metrics['monitor']['metric']}"] = float(metrics["monitor"]["best"])
     if isinstance(metrics.get("epochs"), int):
         flat["epochs"] = float(metrics["epochs"])
+    for name, value in (metrics.get("timing") or {}).items():
+        if isinstance(value, (int, float)):
+            flat[f"time.{name}"] = float(value)
     return flat
 
 
@@ -111,25 +116,13 @@ def expected_jobs(root: Path, jobs: Sequence[Job]) -> int | None:
     try:
         source = next(p for p in sources if p.is_file())
         hydra = yaml.safe_load(source.read_text())["hydra"]
-        sweeper = hydra["sweeper"]
-        target = str(sweeper.get("_target_", ""))
-        if target.endswith("OptunaSweeper"):
-            return int(sweeper["n_trials"])
-        if not target.endswith("BasicSweeper") or source.name != "multirun.yaml":
-            return None
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        lines = {
-            **{k: f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()},
-            **{line.split("=", 1)[0]: line for line in hydra["overrides"]["task"]},
-        }
-        total = 1
-        for override in OverridesParser.create().parse_overrides(list(lines.values())):
-            if override.is_sweep_override():
-                total *= len(list(override.sweep_string_iterator()))
-        return total
-    except Exception:  # nothing to read, another sweeper, a glob() sweep: the count is unknown
+        optuna = str(hydra["sweeper"].get("_target_", "")).endswith("OptunaSweeper")
+    except Exception:  # nothing to read: the count is unknown
         return None
+    from metalcore.training.sweep_progress import sweep_size  # Hydra glue, only when a count is asked for
+
+    # a job's own hydra.yaml holds its values, not the basic sweeper's lists
+    return sweep_size(hydra) if optuna or source.name == "multirun.yaml" else None
 
 
 # -- grouping ------------------------------------------------------------------------------------
@@ -195,10 +188,10 @@ def _short(value: str) -> str:
         return value
 
 
-def _cell(mean: float, std: float) -> str:
+def _cell(mean: float, std: float, digits: int = 4) -> str:
     if math.isnan(mean):
         return "-"
-    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown(groups: Sequence[Group], keys: Sequence[str], metrics: Sequence[str]) -> str:
@@ -206,7 +199,7 @@ def markdown(groups: Sequence[Group], keys: Sequence[str], metrics: Sequence[str
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for g in groups:
         cells = [_short(g.values[k]) for k in keys] + [str(len(g.finished))]
-        cells += [_cell(*g.stats(m)[:2]) for m in metrics] + [g.status()]
+        cells += [_cell(*g.stats(m)[:2], 1 if m.startswith("time.") else 4) for m in metrics] + [g.status()]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -278,7 +271,8 @@ class Sweep:
 
     @property
     def columns(self) -> list[str]:
-        return [self.metric, *(m for m in SUMMARY_METRICS if m != self.metric)]
+        costs = [m for m in COST_METRICS if m != self.metric and any(m in j.metrics for j in self.jobs)]
+        return [self.metric, *(m for m in SUMMARY_METRICS if m != self.metric), *costs]
 
 
 def load(root: Path, metric: str = DEFAULT_METRIC, per_job: bool = False) -> Sweep:

@@ -35,6 +35,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_z
 from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
 
 from metalcore.core.errors import UserError
+from metalcore.core.library_warnings import route_warnings_to_log
 
 
 def launched_externally() -> bool:
@@ -107,6 +108,7 @@ def _rank_main(
         logging.config.dictConfig(logging_config)  # the same console and log file as the parent
     else:
         logging.basicConfig(level=logging.WARNING)
+    route_warnings_to_log()  # a new process: the entry point's warning filters did not come along
     with collective_timeouts():
         fn(*args)
 

@@ -17,6 +17,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from metalcore.core.files import write_json, write_text
+from metalcore.training.timing import timings
 
 HPARAM_GROUPS = ("data", "features", "model", "module", "trainer", "seed")
 
@@ -71,6 +72,7 @@ class RunRecord(Callback):
             if checkpoint and checkpoint.best_model_score is not None
             else None,
             "val": self.val,
+            "timing": timings(trainer),  # seconds per epoch, clips/s, fit and test wall time, peak memory
             # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
             "environment": {
                 "precision": str(trainer.precision),
