@@ -93,10 +93,21 @@ class MelFrontend(nn.Module):
                 f"raise data.segment_seconds or lower features.n_fft"
             )
 
+    def power_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, samples)`` -> Mel power ``(batch, channels, n_mels, frames)``.
+
+        On the CPU one clip at a time: a batch's complex STFT (62 MB for 16 stereo clips of 5.5 s)
+        falls out of the caches, and the batched call measured 2-6x slower than per-clip calls
+        (``python -m metalcore.bench``). A traced export keeps the batched call and its dynamic batch.
+        """
+        if audio.device.type == "cpu" and len(audio) > 1 and not torch.jit.is_tracing():
+            return torch.cat([self.mel(clip[None]) for clip in audio])
+        return self.mel(audio)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio``: ``(batch, channels, samples)`` float -> ``(batch, channels, n_mels, frames)``."""
         with torch.autocast(device_type=audio.device.type, enabled=False):
-            spec = self.to_db(self.mel(audio.float()))  # (B, C, M, F)
+            spec = self.to_db(self.power_mel(audio.float()))  # (B, C, M, F)
             spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band
             if self.training:
                 spec = self.masks(spec)

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from metalcore.data.segments import to_float
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 from metalcore.training.plots import confusion_figure, spectrogram_image
 
@@ -38,6 +39,7 @@ class GenreClassifier(LightningModule):
         spec: dict | None = None,
         spectrogram_images: int = 4,
         compile_cnn: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
@@ -45,7 +47,7 @@ class GenreClassifier(LightningModule):
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.spectrogram_images = spectrogram_images
-        self.compile_cnn = compile_cnn
+        self.compile_cnn, self.channels_last = compile_cnn, channels_last
         n = len(self.classes)
         self.train_metrics = classification_metrics(n)  # on the random training crops
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
@@ -65,12 +67,24 @@ class GenreClassifier(LightningModule):
         Only the CNN: graphs break at RNNs (pytorch #167275), and the front-end's STFT stays fp32
         and eager. Compiled in place, so checkpoints keep their plain parameter names.
         """
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
         if self.compile_cnn and isinstance(getattr(self.net, "cnn", None), nn.Module):
             self.net.cnn.compile()
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches cross to the device as int16 (half the bytes of float32) and become float there."""
+        audio, *rest = batch
+        return (to_float(audio), *rest)
+
+    def classify(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, n_mels, frames)`` -> logits; ``channels_last`` convolutions measured
+        1.2x faster on a CPU (``python -m metalcore.bench --train``), with the same weights and outputs."""
+        return self.net(spec.contiguous(memory_format=torch.channels_last) if self.channels_last else spec)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> logits ``(batch, classes)``."""
-        return self.net(self.frontend(audio))
+        return self.classify(self.frontend(audio))
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -84,7 +98,7 @@ class GenreClassifier(LightningModule):
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
         audio, labels, tracks = batch
         spec = self.frontend(audio)
-        logits = self.net(spec).float()
+        logits = self.classify(spec).float()
         probs = logits.softmax(-1)
         self.log(
             f"{stage}/loss",
