@@ -437,5 +437,5 @@ def test_on_device_auto_keeps_the_memory_mapped_loader_on_cpu(prepared):
 
 
 def test_on_device_refuses_an_unknown_value(demo_root, cache_dir):
-    with pytest.raises(UserError, match="data.on_device='gpu' must be auto, true or false"):
+    with pytest.raises(UserError, match=r"data\.on_device='gpu' must be auto, true or false"):
         datamodule(demo_root, cache_dir, on_device="gpu")

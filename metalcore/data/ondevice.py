@@ -38,7 +38,9 @@ def resolve(on_device: str | bool, nbytes: int, device: torch.device) -> bool:
 
 
 class DeviceSegments:
-    """Every track of a split in one int16 tensor on ``device``; key lists -> ``(audio [B, C, length] int16, labels, tracks)``.
+    """Every track of a split in one int16 tensor on ``device``.
+
+    Key lists -> ``(audio [B, C, length] int16, labels, tracks)``.
 
     Reads the same memory-mapped cache entries as ``SegmentDataset``, one track at a time, so the
     host never holds more than one track; windows running past a track's end are zero-padded as there.
