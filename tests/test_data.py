@@ -336,6 +336,15 @@ def test_dataloaders_serve_int16_segments_with_their_labels(prepared):
         assert seen == {t: PER_TRACK for t in range(len(prepared.datasets[split]))}, split
 
 
+def test_batches_cross_as_int16_and_become_float_on_the_device(prepared):
+    """Half the bytes of float32 travel; after the transfer (Lightning's hook) the model gets float samples."""
+    batch = next(iter(prepared.train_dataloader()))
+    audio, labels, tracks = prepared.on_after_batch_transfer(batch, 0)
+    assert batch[0].dtype == torch.int16 and audio.dtype == torch.float32
+    assert torch.equal(audio, batch[0].float() / 32768) and audio.abs().max() <= 1
+    assert torch.equal(labels, batch[1]) and torch.equal(tracks, batch[2])
+
+
 def test_segments_equal_the_cached_samples(prepared):
     ds = prepared.datasets["test"]
     source, _ = prepared.tracks("test")[1]

@@ -26,7 +26,7 @@ from metalcore.core.files import write_csv
 from metalcore.data.catalogue import scan
 from metalcore.data.demo import DemoSet
 from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
-from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
+from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid, to_float
 from metalcore.data.split import SPLITS, Split, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 
@@ -244,6 +244,11 @@ class MusicDataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches cross to the device as int16 (half the bytes of float32) and become float there."""
+        audio, *rest = batch
+        return (to_float(audio), *rest)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]

@@ -19,7 +19,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from metalcore.data.segments import to_float
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 from metalcore.training.plots import confusion_figure, spectrogram_image
 
@@ -40,6 +39,7 @@ class GenreClassifier(LightningModule):
         spectrogram_images: int = 4,
         compile_cnn: bool = False,
         channels_last: bool = True,
+        compile_mode: str = "default",
     ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
@@ -47,7 +47,7 @@ class GenreClassifier(LightningModule):
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.spectrogram_images = spectrogram_images
-        self.compile_cnn, self.channels_last = compile_cnn, channels_last
+        self.compile_cnn, self.compile_mode, self.channels_last = compile_cnn, compile_mode, channels_last
         n = len(self.classes)
         self.train_metrics = classification_metrics(n)  # on the random training crops
         self.clip_metrics = nn.ModuleDict({s: classification_metrics(n) for s in HELD_OUT})
@@ -70,12 +70,7 @@ class GenreClassifier(LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_cnn and isinstance(getattr(self.net, "cnn", None), nn.Module):
-            self.net.cnn.compile()
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Batches cross to the device as int16 (half the bytes of float32) and become float there."""
-        audio, *rest = batch
-        return (to_float(audio), *rest)
+            self.net.cnn.compile(mode=self.compile_mode)
 
     def classify(self, spec: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, n_mels, frames)`` -> logits; ``channels_last`` convolutions measured
