@@ -89,6 +89,16 @@ def print_loaders(cached, pieces, labels, clips: int, study_clips: int) -> None:
     print("'metalcore: memory-mapped int16 slices' is what an accelerator waits for (its Mel runs there)")
 
 
+def row(network: str, label: str, speed, base, target: str = "") -> None:
+    """One line of the training table: rates, the ratio to the study's pipeline, the study's run in min:s."""
+    minutes, seconds = divmod(round(speed.study_run()), 60)
+    print(
+        f"{network:<8}  {label:<64}  {speed.first:>6.1f}  {speed.steady:>6.1f}  "
+        f"{speed.steady / base.steady:>6.2f}x  {minutes:>5d}:{seconds:02d}  {target}",
+        flush=True,
+    )
+
+
 def print_training(tmp: Path, library: Path, pieces, labels, batches: int, workers: int, device_name: str) -> None:
     import torch
     from hydra import compose, initialize_config_dir
@@ -118,7 +128,7 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
         torch.manual_seed(0)
         net = make(config(model).model, num_classes=2)
         base = study_pipeline(net, pieces, labels, device, workers, batches)
-        rows = [(f"study: WAV pieces, Mel per clip in {workers} workers, 32-true", base, "")]
+        row(network, f"study: WAV pieces, Mel per clip in {workers} workers, 32-true", base, base)
         for k, variant in enumerate(variants(device)):
             if network == "ours" and not variant.every_network:
                 continue
@@ -133,16 +143,21 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
                     target = verdict(ok, f">= {GPU_TRAIN_TARGET:g}x, <= {GPU_RUN_TARGET:g} s")
                 else:
                     target = verdict(ratio >= CPU_TRAIN_TARGET, f">= {CPU_TRAIN_TARGET:g}x")
-            rows.append((variant.label, speed, target))
-        for label, speed, target in rows:
-            minutes, seconds = divmod(round(speed.study_run()), 60)
-            print(
-                f"{network:<8}  {label:<64}  {speed.first:>6.1f}  {speed.steady:>6.1f}  "
-                f"{speed.steady / base.steady:>6.2f}x  {minutes:>5d}:{seconds:02d}  {target}",
-                flush=True,
-            )
+            row(network, variant.label, speed, base, target)
     print("'x study': steady clips/s against the study's pipeline with the same network, measured in this run;")
     print("'study run': 12,960 clips x 10 epochs extrapolated (start-up + steady rate), in min:s")
+
+
+def print_sweeps(tmp: Path, jobs: int, workers: int) -> None:
+    from metalcore.benchmarks.sweeps import time_sweeps
+
+    print(f"\nsweeps: {jobs} small training jobs (the demo set shrunk, 2 epochs each), wall time per way")
+    print(f"{'way':<48}  {'seconds':>7}  {'jobs/hour':>9}  {'x one at a time':>15}")
+    timed = time_sweeps(tmp, jobs, workers)
+    for label, seconds in timed:
+        print(
+            f"{label:<48}  {seconds:>7.1f}  {jobs * 3600 / seconds:>9.0f}  {timed[0][1] / seconds:>14.2f}x", flush=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true", help="time training instead of the build and the loaders")
     parser.add_argument("--batches", type=int, default=8, help="--train: steps per timed epoch (default 8)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="--train: device")
+    parser.add_argument("--sweep", type=int, default=0, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
     parser.add_argument("--quick", action="store_true", help="a small run that checks every row is computed")
     args = parser.parse_args(argv)
     if args.train and "--tracks" not in (argv or sys.argv):
@@ -169,10 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"metalcore benchmark on {machine()}; {load()} at the start")
     if args.quick:
         print("--quick: a check that the benchmark runs; its short tracks make the figures unrepresentative")
-    print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s, {RATE / 1000:g} kHz stereo", flush=True)
     with tempfile.TemporaryDirectory(prefix="metalcore-bench-") as tmp:
         tmp = Path(tmp)
-        tracks, build_sources = make_sources(tmp, args.tracks, args.seconds, args.build_seconds, args.workers)
+        if args.sweep:
+            print_sweeps(tmp, args.sweep, args.workers)
+            print(f"{load()} at the end")
+            return
+        print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s, {RATE / 1000:g} kHz stereo", flush=True)
+        build_seconds = 0 if args.train else args.build_seconds
+        tracks, build_sources = make_sources(tmp, args.tracks, args.seconds, build_seconds, args.workers)
         _, _, cached = time_build(tracks, tmp / "cache", args.workers)
         pieces, labels = study_pieces(cached, tmp / "pieces")
         if args.train:

@@ -37,7 +37,7 @@ def _write_track(args: tuple[Path, int, float, float]) -> dict[str, Path]:
         sub.mkdir(parents=True, exist_ok=True)
     written = {"track": write_audio(folder / "library" / genre(index) / f"track{index:03d}.flac", audio, RATE)}
     head = audio[:, : round(build_seconds * RATE)]
-    for suffix in FORMATS:
+    for suffix in FORMATS if build_seconds else ():
         written[suffix] = write_audio(folder / "build" / f"track{index:03d}{suffix}", head, RATE)
     return written
 
@@ -45,11 +45,14 @@ def _write_track(args: tuple[Path, int, float, float]) -> dict[str, Path]:
 def make_sources(
     folder: Path, tracks: int, seconds: float, build_seconds: float, workers: int
 ) -> tuple[list[Path], dict[str, list[Path]]]:
-    """(whole tracks in ``folder/library/<genre>/``, {format: the first ``build_seconds`` of each}), in parallel."""
+    """(whole tracks in ``folder/library/<genre>/``, {format: the first ``build_seconds`` of each}), in parallel.
+
+    ``build_seconds=0`` writes no format copies (training reads the whole tracks only).
+    """
     jobs = [(folder, i, seconds, min(seconds, build_seconds)) for i in range(tracks)]
     with ProcessPoolExecutor(min(workers, tracks), mp_context=get_context("spawn")) as pool:
         written = list(pool.map(_write_track, jobs))
-    return [w["track"] for w in written], {suffix: [w[suffix] for w in written] for suffix in FORMATS}
+    return [w["track"] for w in written], {s: [w[s] for w in written] for s in FORMATS if build_seconds}
 
 
 def cut_pieces(pcm: np.ndarray, folder: Path, stem: str, pieces: int = PIECES) -> list[Path]:

@@ -103,6 +103,8 @@ def resume_from(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; returns what it wrote."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("threads"):  # this job's share of the cores when a sweep runs several at once
+        torch.set_num_threads(cfg.threads)
     output_dir = Path(cfg.paths.output_dir)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False
@@ -138,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "precision": str(trainer.precision),
             "accelerator": type(trainer.accelerator).__name__,
             "devices": trainer.num_devices,
+            "threads": torch.get_num_threads(),
             "nodes": trainer.num_nodes,
             "torch": torch.__version__,
             "lightning": L.__version__,
