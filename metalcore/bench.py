@@ -1,264 +1,208 @@
-"""``python -m metalcore.bench``: how fast the cache is built and how fast training reads it, measured here.
+"""``python -m metalcore.bench``: metalcore's speed against the study's real data path, measured here, in one run.
 
-It synthesises its own sources (mp3 and flac, 44.1 kHz stereo) in a temporary folder, then measures
-1. the cache build from cold, in x realtime, with one worker (per core) and with every core (total);
-2. the training loader over the warm cache (SegmentDataset + RandomCrops, as training uses them)
-   against the naive path the study took: each clip opens and decodes its whole file and computes
-   its Mel-spectrogram on the CPU inside ``__getitem__``. Training computes the Mel-spectrogram on the
-   accelerator, so the cache is also timed with that Mel computed on the CPU per batch, like for like.
-
-torch is imported inside the loader functions, not at the top: the cache build's worker processes
-re-import this module when they start, and should start as quickly as those of ``metalcore.prepare``.
+It synthesises its own tracks (44.1 kHz stereo) in a temporary folder, cuts them into the study's
+WAV pieces (1/60 of a track each) and prints
+1. the cache build from cold (mp3, flac, Ogg Vorbis, AAC), in x realtime, per core and on every core;
+2. loader throughput: the study's path (a WAV piece per clip, padded to 5.5 s, Mel and dB on the
+   CPU in ``__getitem__``) against the whole-file path and metalcore's cache, raw and with its Mel;
+3. with ``--train``: training throughput, the study's pipeline against metalcore's, for the study's
+   network and ours, on the best device (on CUDA also fp32 vs bf16-mixed, compile modes, layout and
+   the on-device loader), with the study's run (12,960 clips x 10 epochs) extrapolated for each.
+Every ratio compares figures measured in the same run. The code lives in ``metalcore.benchmarks``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
-import av
 import numpy as np
 
-from metalcore.audio.cache import AudioCache, CachedTrack
-from metalcore.audio.decode import decode
-from metalcore.audio.encode import write_audio
-from metalcore.data.demo import GENRES, render_track
+from metalcore.benchmarks.build import BUILD_TARGET, pool_startup, time_build
+from metalcore.benchmarks.machine import cores, load, machine
+from metalcore.benchmarks.sources import BATCH, FORMATS, PIECES, RATE, SEGMENT_SECONDS, cut_pieces, make_sources
 
-RATE, CHANNELS = 44100, 2
-SEGMENT_SECONDS, BATCH = 5.5, 16
-N_FFT, HOP, N_MELS = 1024, 512, 64  # the study's front-end
-BUILD_TARGET = 150.0  # x realtime per core
-LOADER_TARGET = 20.0  # cache loader / naive loader
-FORMATS = (".mp3", ".flac")
+STUDY_MODEL, OUR_MODEL = "study", "crnn"  # config group names (conf/model/) of the study's network and ours
+CPU_TRAIN_TARGET = 1.3  # metalcore's pipeline / the study's, same network, on a CPU
+GPU_TRAIN_TARGET, GPU_RUN_TARGET = 10.0, 30.0  # on one GPU: x the study's pipeline, seconds for the study's run
 
 
-def cores() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def verdict(ok: bool, target: str) -> str:
+    return f"{target} {'met' if ok else 'MISSED'}"
 
 
-def machine() -> str:
-    """CPU model, cores and the versions that set the speed."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-        platform.processor() or platform.machine(),
+def print_build(tmp: Path, sources: dict[str, list[Path]], workers: int) -> None:
+    print(
+        f"\ncache build from cold (decode, resample, write int16), x realtime; {workers} workers include starting them"
     )
+    print(f"{'format':<6}  {'per core (1 worker)':>19}  {'total (' + str(workers) + ' workers)':>19}  target per core")
+    for suffix in FORMATS:
+        runs = {w: time_build(sources[suffix], tmp / f"cache{suffix}-{w}", w) for w in dict.fromkeys((1, workers))}
+        cells = {w: f"{audio / wall:.0f}x in {wall:.2f} s" for w, (audio, wall, _) in runs.items()}
+        audio, wall, _ = runs[1]
+        target = verdict(audio / wall >= BUILD_TARGET, f">= {BUILD_TARGET:g}x")
+        print(f"{suffix[1:]:<6}  {cells[1]:>19}  {cells[workers]:>19}  {target}", flush=True)
+    if workers > 1:
+        print(f"(starting {workers} worker processes took {pool_startup(workers):.2f} s of each total)")
+
+
+def study_pieces(tracks, folder: Path) -> tuple[list[Path], list[int]]:
+    """Each cached track cut into the study's 60 WAV pieces; (pieces, their track's class)."""
+    pieces, labels = [], []
+    for i, track in enumerate(tracks):
+        cut = cut_pieces(np.asarray(track.open()), folder, f"track{i:03d}")
+        pieces += cut
+        labels += [i % 2] * len(cut)
+    return pieces, labels
+
+
+def print_frontend() -> None:
+    from metalcore.benchmarks.loaders import frontend_times
+
+    ms = frontend_times()
+    print(f"\nMel front-end on this CPU, ms per clip (best of 5 batches of {BATCH}, 5.5 s stereo)")
+    print(f"{'call':<58}  {'ms/clip':>7}  {'x study':>7}  target")
+    target = verdict(ms["metalcore"] <= ms["study"], "no slower than the study's")
+    for name, label in (
+        ("study", "study: MelSpectrogram + dB per item, 1 thread (its workers)"),
+        ("metalcore", "metalcore: MelFrontend per batch, as training runs it"),
+        ("batched", "one batched MelSpectrogram call (what metalcore avoids)"),
+    ):
+        mark = target if name == "metalcore" else ""
+        print(f"{label:<58}  {ms[name]:>7.2f}  {ms['study'] / ms[name]:>6.2f}x  {mark}", flush=True)
+
+
+def print_loaders(cached, pieces, labels, clips: int, study_clips: int) -> None:
+    from metalcore.benchmarks.loaders import PATHS, measure_loaders
+
+    print(
+        f"\nloaders, clips/s: batch {BATCH}, {SEGMENT_SECONDS:g} s clips at {RATE / 1000:g} kHz stereo; the study's "
+        f"path reads {PIECES} WAV pieces per track"
+    )
+    print(f"{'path':<44}  {'workers':>7}  {'clips/s':>8}  {'x study':>8}")
+    study = {}
+    for path, workers, speed in measure_loaders(cached, pieces, labels, clips, study_clips):
+        study.setdefault(workers, speed)
+        print(f"{PATHS[path]:<44}  {workers:>7}  {speed:>8.1f}  {speed / study[workers]:>7.1f}x", flush=True)
+    print("'metalcore: memory-mapped int16 slices' is what an accelerator waits for (its Mel runs there)")
+
+
+def row(network: str, label: str, speed, base, target: str = "") -> None:
+    """One line of the training table: rates, the ratio to the study's pipeline, the study's run in min:s."""
+    minutes, seconds = divmod(round(speed.study_run()), 60)
+    print(
+        f"{network:<8}  {label:<64}  {speed.first:>6.1f}  {speed.steady:>6.1f}  "
+        f"{speed.steady / base.steady:>6.2f}x  {minutes:>5d}:{seconds:02d}  {target}",
+        flush=True,
+    )
+
+
+def print_training(tmp: Path, library: Path, pieces, labels, batches: int, workers: int, device_name: str) -> None:
     import torch
+    from hydra import compose, initialize_config_dir
 
-    codec = ".".join(map(str, av.library_versions["libavcodec"]))
-    return (
-        f"{model}, {cores()} cores, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, PyAV {av.__version__} (libavcodec {codec})"
+    from metalcore.benchmarks.training import metalcore_pipeline, study_pipeline, variants
+    from metalcore.training.config import CONF, make
+    from metalcore.training.experiment import build
+
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+
+    def config(model: str, *overrides: str):
+        base = [f"model={model}", f"data.root={library}", f"paths.cache_dir={tmp / 'cache'}"]
+        base += [f"paths.output_dir={tmp / 'run'}", "data.val_fraction=0.25", "data.test_fraction=0.25"]
+        base += [f"data.num_workers={workers}", f"data.workers_for_decoding={workers}"]
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose("train", overrides=[*base, *overrides])
+
+    make(config(STUDY_MODEL).data).prepare(progress=False)  # decoded once, before any clock starts
+    print(
+        f"\ntraining, clips/s: batch {BATCH}, {SEGMENT_SECONDS:g} s at {RATE / 1000:g} kHz stereo on {device}; "
+        f"{batches} steps per timed epoch; first epoch includes start-up; {workers} loader workers"
     )
+    print(f"{'network':<8}  {'pipeline':<64}  {'first':>6}  {'steady':>6}  {'x study':>7}  {'study run':>9}  target")
+    for network, model in (("study", STUDY_MODEL), ("ours", OUR_MODEL)):
+        torch.manual_seed(0)
+        net = make(config(model).model, num_classes=2)
+        base = study_pipeline(net, pieces, labels, device, workers, batches)
+        row(network, f"study: WAV pieces, Mel per clip in {workers} workers, 32-true", base, base)
+        for k, variant in enumerate(variants(device)):
+            if network == "ours" and not variant.every_network:
+                continue
+            torch.manual_seed(0)
+            cfg = config(model, *variant.overrides)
+            speed = metalcore_pipeline(lambda cfg=cfg: build(cfg), device.type, variant.precision, batches)
+            target = ""
+            if network == "study" and k == 0:  # the defaults carry the target
+                ratio = speed.steady / base.steady
+                if device.type == "cuda":
+                    ok = ratio >= GPU_TRAIN_TARGET and speed.study_run() <= GPU_RUN_TARGET
+                    target = verdict(ok, f">= {GPU_TRAIN_TARGET:g}x, <= {GPU_RUN_TARGET:g} s")
+                else:
+                    target = verdict(ratio >= CPU_TRAIN_TARGET, f">= {CPU_TRAIN_TARGET:g}x")
+            row(network, variant.label, speed, base, target)
+    print("'x study': steady clips/s against the study's pipeline with the same network, measured in this run;")
+    print("'study run': 12,960 clips x 10 epochs extrapolated (start-up + steady rate), in min:s")
 
 
-# -- sources ---------------------------------------------------------------------------------------
-def _write_track(args: tuple[Path, int, float]) -> list[Path]:
-    """One synthetic track written once per format (top-level: it runs in worker processes)."""
-    folder, index, seconds = args
-    audio = render_track(GENRES[index % 2], np.random.default_rng(index), seconds, RATE)
-    return [write_audio(folder / f"track{index:03d}{suffix}", audio, RATE) for suffix in FORMATS]
+def print_sweeps(tmp: Path, jobs: int, workers: int) -> None:
+    from metalcore.benchmarks.sweeps import time_sweeps
 
-
-def make_sources(folder: Path, tracks: int, seconds: float, workers: int) -> dict[str, list[Path]]:
-    """``tracks`` different tracks of ``seconds`` in each format, rendered in parallel."""
-    jobs = [(folder, i, seconds) for i in range(tracks)]
-    with ProcessPoolExecutor(min(workers, tracks), mp_context=get_context("spawn")) as pool:
-        written = list(pool.map(_write_track, jobs))
-    return {suffix: [files[k] for files in written] for k, suffix in enumerate(FORMATS)}
-
-
-# -- cache build -----------------------------------------------------------------------------------
-def time_build(sources: list[Path], root: Path, workers: int) -> tuple[float, float, list[CachedTrack]]:
-    """(seconds of audio, wall seconds, entries) of decoding ``sources`` into a cold cache at ``root``."""
-    began = time.perf_counter()
-    result = AudioCache(root, RATE, CHANNELS).build(sources, workers=workers)
-    wall = time.perf_counter() - began
-    if result.skipped or result.decoded != len(sources):
-        raise RuntimeError(f"benchmark sources failed to decode: {result.skipped}")
-    tracks = list(result.tracks.values())
-    return sum(t.duration for t in tracks), wall, tracks
-
-
-def pool_startup(workers: int) -> float:
-    """Seconds to start and stop ``workers`` processes the way a build does, with nothing to decode."""
-    began = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        list(pool.map(abs, range(workers)))
-    return time.perf_counter() - began
-
-
-# -- loaders ---------------------------------------------------------------------------------------
-def cpu_mel():
-    """metalcore's own front-end at the study's settings, on the CPU, as inference runs it:
-    ``(batch, channels, samples)`` -> ``(batch, channels, n_mels, frames)``."""
-    from metalcore.models.frontend import MelFrontend
-
-    return MelFrontend(RATE, n_mels=N_MELS, n_fft=N_FFT, hop_length=HOP).eval()
-
-
-class NaiveClips:
-    """The study's data path: a clip decodes its whole file (as ``librosa.load`` did), then its Mel on the CPU.
-
-    Key ``(track, start)`` -> ``(log-Mel [C, n_mels, frames], label)``, the same keys as SegmentDataset.
-    """
-
-    def __init__(self, sources: list[Path], length: int) -> None:
-        self.sources, self.length = [str(s) for s in sources], length
-        self.mel = cpu_mel()
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, key: tuple[int, int]):
-        import torch
-
-        track, start = key
-        audio = decode(self.sources[track], RATE, CHANNELS)  # the whole file, every time
-        clip = np.zeros((CHANNELS, self.length), np.float32)
-        part = audio[:, start : start + self.length]
-        clip[:, : part.shape[1]] = part
-        with torch.no_grad():
-            return self.mel(torch.from_numpy(clip)[None])[0], track % 2
-
-
-def loader_speed(dataset, frames: np.ndarray, per_track: int, workers: int, mel=None) -> float:
-    """Segments per second over one epoch of ``per_track`` crops per track, read as training reads them.
-
-    With workers, a first batch starts them and they stay (``persistent_workers``, as in training), so
-    the epoch timed after it measures the steady state, not process start-up.
-    """
-    import torch
-    from torch.utils.data import DataLoader
-
-    from metalcore.data.segments import RandomCrops
-
-    sampler = RandomCrops(frames, round(SEGMENT_SECONDS * RATE), per_track, seed=0)
-    loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
-    if workers:
-        next(iter(loader))
-    epoch = iter(loader)  # waits for the warm-up's prefetched batches before the clock starts
-    began, segments = time.perf_counter(), 0
-    with torch.no_grad():
-        for audio, *_ in epoch:
-            if mel is not None:
-                audio = mel(audio)  # (B, C, samples) -> (B, C, n_mels, frames)
-            segments += len(audio)
-    seconds = time.perf_counter() - began
-    del epoch, loader  # stops the workers
-    return segments / seconds
-
-
-def measure_loaders(
-    tracks: list[CachedTrack], sources: list[Path], segments: int, naive_segments: int
-) -> Iterator[tuple[str, int, float]]:
-    """(path, workers, segments/s) for the naive path, then the cache, then the cache with a CPU Mel."""
-    from metalcore.data.segments import SegmentDataset
-
-    length = round(SEGMENT_SECONDS * RATE)
-    frames = np.array([t.frames for t in tracks], dtype=np.int64)
-    cached = SegmentDataset(
-        np.array([str(t.path) for t in tracks]), frames, np.arange(len(tracks)) % 2, CHANNELS, length
-    )
-    per_track, naive_per_track = (max(1, -(-n // len(tracks))) for n in (segments, naive_segments))
-    for workers in (0, 2):
-        yield "naive", workers, loader_speed(NaiveClips(sources, length), frames, naive_per_track, workers)
-        yield "cache", workers, loader_speed(cached, frames, per_track, workers)
-        yield "cache+mel", workers, loader_speed(cached, frames, per_track, workers, mel=cpu_mel())
-
-
-# -- report ----------------------------------------------------------------------------------------
-PATHS = {
-    "naive": "naive: decode whole file + CPU Mel per clip",
-    "cache": "cache: memory-mapped int16 slices",
-    "cache+mel": "cache + CPU Mel per batch",
-}
-
-
-def verdict(value: float, target: float) -> str:
-    return f">= {target:g}x {'met' if value >= target else 'MISSED'}"
+    print(f"\nsweeps: {jobs} small training jobs (the demo set shrunk, 2 epochs each), wall time per way")
+    print(f"{'way':<48}  {'seconds':>7}  {'jobs/hour':>9}  {'x one at a time':>15}")
+    timed = time_sweeps(tmp, jobs, workers)
+    for label, seconds in timed:
+        print(
+            f"{label:<48}  {seconds:>7.1f}  {jobs * 3600 / seconds:>9.0f}  {timed[0][1] / seconds:>14.2f}x", flush=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metalcore.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--tracks", type=int, default=8, help="tracks per format (default 8)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each track (default 60)")
-    parser.add_argument("--workers", type=int, default=cores(), help="processes for the all-core build")
-    parser.add_argument("--segments", type=int, default=480, help="segments timed per cache-loader run (default 480)")
-    parser.add_argument("--naive-segments", type=int, default=64, help="segments timed per naive run (default 64)")
-    parser.add_argument("--quick", action="store_true", help="a small run (2 tracks x 8 s, few batches)")
+    parser.add_argument("--tracks", type=int, default=4, help="synthetic tracks (default 4; --train: 8)")
+    parser.add_argument("--seconds", type=float, default=240.0, help="length of each track (default 240)")
+    parser.add_argument("--build-seconds", type=float, default=60.0, help="seconds of each track built per format")
+    parser.add_argument("--workers", type=int, default=cores(), help="processes for the all-core build, loaders")
+    parser.add_argument("--clips", type=int, default=480, help="clips timed per metalcore loader run (default 480)")
+    parser.add_argument("--study-clips", type=int, default=160, help="clips timed per study/naive run (default 160)")
+    parser.add_argument("--train", action="store_true", help="time training instead of the build and the loaders")
+    parser.add_argument("--batches", type=int, default=8, help="--train: steps per timed epoch (default 8)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="--train: device")
+    parser.add_argument("--sweep", type=int, default=0, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
+    parser.add_argument("--quick", action="store_true", help="a small run that checks every row is computed")
     args = parser.parse_args(argv)
+    if args.train and "--tracks" not in (argv or sys.argv):
+        args.tracks = 8  # four per class: the DataModule's split needs a track of each class in each split
     if args.quick:
-        args.tracks, args.seconds, args.segments, args.naive_segments = 2, 8.0, 32, 16
+        args.tracks, args.seconds, args.build_seconds = (8 if args.train else 2), 12.0, 6.0
+        args.clips, args.study_clips, args.batches = 32, 16, 2
     if args.seconds <= SEGMENT_SECONDS or args.tracks < 1 or args.workers < 1:
         parser.error(f"--seconds must exceed the {SEGMENT_SECONDS} s segment; --tracks and --workers >= 1")
 
-    print(f"metalcore benchmark on {machine()}")
+    print(f"metalcore benchmark on {machine()}; {load()} at the start")
     if args.quick:
         print("--quick: a check that the benchmark runs; its short tracks make the figures unrepresentative")
-    print(
-        f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s per format, {RATE / 1000:g} kHz stereo",
-        flush=True,
-    )
     with tempfile.TemporaryDirectory(prefix="metalcore-bench-") as tmp:
         tmp = Path(tmp)
-        (tmp / "music").mkdir()
-        sources = make_sources(tmp / "music", args.tracks, args.seconds, args.workers)
-
-        print(
-            f"\ncache build from cold (decode, resample, write int16), x realtime; {args.workers} workers "
-            f"include starting their processes"
-        )
-        print(
-            f"{'format':<6}  {'per core (1 worker)':>19}  {'total (' + str(args.workers) + ' workers)':>19}  "
-            f"target per core"
-        )
-        warm: list[CachedTrack] = []
-        for suffix in FORMATS:
-            runs = {
-                workers: time_build(sources[suffix], tmp / f"cache{suffix}-{workers}", workers)
-                for workers in dict.fromkeys((1, args.workers))
-            }
-            cells = {workers: f"{audio / wall:.0f}x in {wall:.2f} s" for workers, (audio, wall, _) in runs.items()}
-            audio, wall, tracks = runs[1]
-            print(
-                f"{suffix[1:]:<6}  {cells[1]:>19}  {cells[args.workers]:>19}  {verdict(audio / wall, BUILD_TARGET)}",
-                flush=True,
-            )
-            warm = tracks if suffix == ".mp3" else warm
-        if args.workers > 1:
-            print(
-                f"(the total includes starting {args.workers} worker processes, {pool_startup(args.workers):.2f} s "
-                f"here: paid once per build, it weighs less on a library longer than this sample)"
-            )
-
-        print(
-            f"\ntraining loader from the warm cache vs the naive path: batch {BATCH}, {SEGMENT_SECONDS:g} s "
-            f"segments at {RATE / 1000:g} kHz stereo, mp3 sources"
-        )
-        print(f"{'path':<44}  {'workers':>7}  {'segments/s':>10}  {'x naive':>8}  target")
-        naive = {}
-        for path, workers, speed in measure_loaders(warm, sources[".mp3"], args.segments, args.naive_segments):
-            naive[workers] = naive.get(workers, speed)
-            ratio = speed / naive[workers]
-            target = verdict(ratio, LOADER_TARGET) if path == "cache" else ""
-            print(f"{PATHS[path]:<44}  {workers:>7}  {speed:>10.1f}  {ratio:>7.1f}x  {target}", flush=True)
-        print(
-            "training computes the Mel-spectrogram on the accelerator, so the 'cache' rows are what it waits for;\n"
-            "'cache + CPU Mel' adds the Mel on this CPU, like for like with the naive path (no target)"
-        )
+        if args.sweep:
+            print_sweeps(tmp, args.sweep, args.workers)
+            print(f"{load()} at the end")
+            return
+        print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s, {RATE / 1000:g} kHz stereo", flush=True)
+        build_seconds = 0 if args.train else args.build_seconds
+        tracks, build_sources = make_sources(tmp, args.tracks, args.seconds, build_seconds, args.workers)
+        _, _, cached = time_build(tracks, tmp / "cache", args.workers)
+        pieces, labels = study_pieces(cached, tmp / "pieces")
+        if args.train:
+            print_training(tmp, tmp / "library", pieces, labels, args.batches, min(2, args.workers), args.device)
+        else:
+            print_build(tmp, build_sources, args.workers)
+            print_loaders(cached, pieces, labels, args.clips, args.study_clips)
+            print_frontend()
+    print(f"{load()} at the end")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from metalcore.audio.cache import AudioCache
 from metalcore.core.errors import UserError
 from metalcore.data.catalogue import artist_from_name, scan
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.data.segments import RandomCrops, SegmentDataset, grid
+from metalcore.data.segments import RandomCrops, SegmentDataset, grid, to_float
 from metalcore.data.split import SPLITS, Split, check_fractions
 
 SR = 16000  # the rate tiny_overrides trains at, so these tests and the trained run share one cache entry
@@ -229,7 +229,7 @@ def test_random_crops_are_in_bounds_and_deterministic_per_seed_and_epoch():
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_segment_dataset_reads_cached_int16_as_float_and_pads_short_windows(tmp_path, channels):
+def test_segment_dataset_reads_cached_int16_and_pads_short_windows(tmp_path, channels):
     rng = np.random.default_rng(0)
     frames = np.array([3000, 500])
     samples = [rng.integers(-32768, 32767, (n, channels), dtype=np.int16) for n in frames]
@@ -240,10 +240,11 @@ def test_segment_dataset_reads_cached_int16_as_float_and_pads_short_windows(tmp_
     ds = SegmentDataset(np.array([str(p) for p in paths]), frames, np.array([1, 0]), channels, length=1000)
 
     audio, label, track = ds[(0, 1234)]
-    assert audio.dtype == torch.float32 and audio.shape == (channels, 1000) and (label, track) == (1, 0)
-    assert torch.equal(audio, torch.from_numpy(samples[0][1234:2234].T / np.float32(32768)))
+    assert audio.dtype == torch.int16 and audio.shape == (channels, 1000) and (label, track) == (1, 0)
+    assert torch.equal(audio, torch.from_numpy(samples[0][1234:2234].T))
+    assert torch.equal(to_float(audio), torch.from_numpy(samples[0][1234:2234].T / np.float32(32768)))
     tail, _, _ = ds[(0, 2500)]  # runs past the end: the rest is silence
-    assert torch.equal(tail[:, :500], torch.from_numpy(samples[0][2500:].T / np.float32(32768)))
+    assert torch.equal(tail[:, :500], torch.from_numpy(samples[0][2500:].T))
     assert not tail[:, 500:].any()
     short, label, track = ds[(1, 0)]  # a track shorter than a segment
     assert short.shape == (channels, 1000) and (label, track) == (0, 1) and not short[:, 500:].any()
@@ -318,7 +319,7 @@ def test_datamodule_writes_split_csv_with_each_track_once(prepared, demo_root):
     assert {(r["split"], r["class"]) for r in rows} == {(s, c) for s in SPLITS for c in prepared.classes}
 
 
-def test_dataloaders_serve_float_segments_with_their_labels(prepared):
+def test_dataloaders_serve_int16_segments_with_their_labels(prepared):
     samples = round(1.5 * SR)
     for split, loader in (
         ("train", prepared.train_dataloader()),
@@ -327,12 +328,21 @@ def test_dataloaders_serve_float_segments_with_their_labels(prepared):
     ):
         seen = Counter()
         for audio, labels, tracks in loader:
-            assert audio.dtype == torch.float32 and audio.shape == (len(labels), 2, samples) and len(labels) <= 5
-            assert audio.abs().max() <= 1 and audio.abs().amax(-1).min() > 0, "segments hold audio, not silence"
+            assert audio.dtype == torch.int16 and audio.shape == (len(labels), 2, samples) and len(labels) <= 5
+            assert to_float(audio).abs().amax(-1).min() > 0, "segments hold audio, not silence"
             names = prepared.tracks(split)
             assert [prepared.classes[int(y)] for y in labels] == [names[int(t)][1] for t in tracks]
             seen.update(tracks.tolist())
         assert seen == {t: PER_TRACK for t in range(len(prepared.datasets[split]))}, split
+
+
+def test_batches_cross_as_int16_and_become_float_on_the_device(prepared):
+    """Half the bytes of float32 travel; after the transfer (Lightning's hook) the model gets float samples."""
+    batch = next(iter(prepared.train_dataloader()))
+    audio, labels, tracks = prepared.on_after_batch_transfer(batch, 0)
+    assert batch[0].dtype == torch.int16 and audio.dtype == torch.float32
+    assert torch.equal(audio, batch[0].float() / 32768) and audio.abs().max() <= 1
+    assert torch.equal(labels, batch[1]) and torch.equal(tracks, batch[2])
 
 
 def test_segments_equal_the_cached_samples(prepared):
@@ -341,7 +351,7 @@ def test_segments_equal_the_cached_samples(prepared):
     cached = prepared.cache.lookup(source)
     start = 12_345
     audio, _, track = ds[(1, start)]
-    expected = np.asarray(cached.open()[start : start + ds.length]).T / np.float32(32768)
+    expected = np.asarray(cached.open()[start : start + ds.length]).T
     assert track == 1 and torch.equal(audio, torch.from_numpy(expected))
 
 
@@ -402,3 +412,39 @@ def test_artist_names_differing_in_case_or_spacing_are_one_artist():
     for seed in range(10):
         result = Split("artist").assign(labels, artists, 0.25, 0.25, seed)
         assert all(result[i] == result[i + 1] for i in range(0, 24, 2))
+
+
+# -- audio held on the training device (data.on_device) --------------------------------------------
+
+
+def test_on_device_loaders_cut_the_same_crops_and_samples_as_the_memory_mapped_loader(demo_root, cache_dir):
+    """The same seed gives the same batches, sample for sample, from either path, over two epochs;
+    a segment longer than the shortest track is zero-padded the same way."""
+    for seconds in (1.5, 9.0):  # 9 s runs past the end of the 8 s tracks
+        mapped = datamodule(demo_root, cache_dir, segment_seconds=seconds, on_device=False)
+        held = datamodule(demo_root, cache_dir, segment_seconds=seconds, on_device=True)
+        for dm in (mapped, held):
+            dm.prepare_data()
+            dm.setup("fit")
+        for epoch in (0, 1):
+            for make in ("train_dataloader", "val_dataloader", "test_dataloader"):
+                loaders = [getattr(dm, make)() for dm in (mapped, held)]
+                for loader in loaders:
+                    if hasattr(loader.sampler, "set_epoch"):
+                        loader.sampler.set_epoch(epoch)  # as Lightning does every epoch
+                pairs = list(zip(*loaders, strict=True))
+                assert len(pairs) == len(loaders[0]) == len(loaders[1]) > 1, make
+                for (a, la, ta), (b, lb, tb) in pairs:
+                    assert b.dtype == torch.int16 and torch.equal(a, b), (make, epoch)
+                    assert torch.equal(la, lb) and torch.equal(ta, tb)
+        assert set(held.held) == set(SPLITS) and not mapped.held
+
+
+def test_on_device_auto_keeps_the_memory_mapped_loader_on_cpu(prepared):
+    assert prepared.on_device == "auto" and not prepared.holds_on_device()
+    assert prepared.train_dataloader().num_workers == prepared.num_workers
+
+
+def test_on_device_refuses_an_unknown_value(demo_root, cache_dir):
+    with pytest.raises(UserError, match=r"data\.on_device='gpu' must be auto, true or false"):
+        datamodule(demo_root, cache_dir, on_device="gpu")

@@ -73,6 +73,14 @@ def test_frontend_masks_only_in_training():
     assert torch.equal(unmasked(audio), unmasked(audio)), "in training, only the masks are random"
 
 
+def test_cpu_front_end_computes_clip_by_clip_what_the_batched_call_computes():
+    """On the CPU the Mel power is taken one clip at a time (faster there); the values must not change."""
+    torch.manual_seed(0)
+    frontend = MelFrontend(16000, n_mels=32, n_fft=512, hop_length=256)
+    audio = 0.3 * torch.randn(5, 2, 16000)
+    assert torch.allclose(frontend.power_mel(audio), frontend.mel(audio), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_stft_runs_in_fp32_under_autocast(dtype):
     frontend = MelFrontend(sample_rate=SR, n_mels=64, n_fft=512, hop_length=256).eval()

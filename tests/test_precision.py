@@ -56,3 +56,26 @@ def test_a_bf16_mixed_cpu_training_step_keeps_the_front_end_and_gru_in_fp32():
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert not torch.equal(before, net.head[-1].weight.detach())
     assert net.head[-1].weight.dtype == torch.float32  # master weights stay fp32
+
+
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
+def test_convolutions_read_a_channels_last_map():
+    """module.channels_last (the default): the CNN's weights and input are channels-last, the step trains."""
+    torch.manual_seed(0)
+    frontend = MelFrontend(sample_rate=SR, n_mels=32, n_fft=512, hop_length=256)
+    net = CRNN(num_classes=2, in_channels=2, n_mels=32, channels=(8, 16), gru_hidden=16, gru_layers=1)
+    module = GenreClassifier(frontend, net, ["a", "b"], optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    seen: dict[str, torch.Tensor] = {}
+    net.cnn[0].register_forward_pre_hook(lambda m, args: seen.setdefault("conv", args[0]))
+    before = net.head[-1].weight.detach().clone()
+
+    audio = 0.3 * torch.randn(4, 2, SR)
+    loader = DataLoader(TensorDataset(audio, torch.arange(4) % 2, torch.arange(4)), batch_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, train_dataloaders=loader)
+
+    assert not torch.equal(before, net.head[-1].weight.detach())
+    assert seen["conv"].is_contiguous(memory_format=torch.channels_last)
+    assert net.cnn[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -154,11 +154,13 @@ def test_optuna_search_runs_two_trials_in_parallel_with_joblib(tmp_path: Path, c
             "hydra.sweeper.n_jobs=2",
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
+            "threads=2",  # the per-job budget: joblib alone gives each of 2 jobs 1 thread of 2 cores
             f"hydra.sweep.dir={sweep}",
             "trainer.max_epochs=1",
         ),
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert [read_metrics(j)["environment"]["threads"] for j in job_dirs(sweep)] == [2, 2]
     assert "Directions: ['maximize']" in result.stdout + result.stderr and "Joblib.Parallel(n_jobs=2" in result.stdout
     assert len(job_dirs(sweep)) == 2 and all((j / "metrics.json").is_file() for j in job_dirs(sweep))
     best = (sweep / "optimization_results.yaml").read_text()

@@ -2,7 +2,8 @@
 
 ``prepare_data`` decodes what is not cached yet (once per machine); ``setup`` only reads the
 catalogue and the cache index, splits by track and lays out segment windows. DataLoader workers
-do nothing but slice memory-mapped int16 audio.
+do nothing but slice memory-mapped int16 audio; with ``on_device`` the audio is copied to the
+training device once and batches are cut there, with no workers at all.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from metalcore.core.files import make_folder, write_csv
 from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
-from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
+from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
+from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid, to_float
 from metalcore.data.split import SPLITS, Split, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 
@@ -73,6 +75,7 @@ class MusicDataModule(LightningDataModule):
         output_dir: str | None = None,
         demo: DemoSet | None = None,
         workers_for_decoding: int = 0,
+        on_device: str | bool = "auto",
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
@@ -86,6 +89,8 @@ class MusicDataModule(LightningDataModule):
             )
         check_seed(seed)
         check_fractions(val_fraction, test_fraction)
+        resolve(on_device, 0, torch.device("cpu"))  # a bad value fails here, before any decoding
+        self.on_device = on_device
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
         self.sample_rate, self.channels = sample_rate, channels
@@ -102,6 +107,7 @@ class MusicDataModule(LightningDataModule):
         self._library: Library | None = None
         self._splits: np.ndarray | None = None
         self.datasets: dict[str, SegmentDataset] = {}
+        self.held: dict[str, DeviceSegments] = {}  # splits held on the training device
 
     # -- preparing -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -237,9 +243,25 @@ class MusicDataModule(LightningDataModule):
         }
 
     # -- serving ---------------------------------------------------------------------------------
+    def device(self) -> torch.device:
+        """Where training runs: the trainer's device, the CPU without a trainer."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def holds_on_device(self) -> bool:
+        """``on_device`` resolved against the whole library's int16 bytes and the training device."""
+        nbytes = sum(int(ds.frames.sum()) * ds.channels * 2 for ds in self.datasets.values())
+        return resolve(self.on_device, nbytes, self.device())
+
     def _loader(self, split: str, sampler) -> DataLoader:
-        if self.trainer is not None and self.trainer.world_size > 1:  # DDP: each rank reads its share
-            sampler = Shard(sampler, self.trainer.global_rank, self.trainer.world_size, even=split == "train")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        if self.holds_on_device():  # each DDP rank holds the audio on its own device
+            if split not in self.held:
+                self.held[split] = DeviceSegments(self.datasets[split], self.device())
+                log.info("%s audio on %s: %.2f GB", split, self.device(), self.held[split].nbytes / 1e9)
+            batches = KeyBatches(sampler, self.batch_size, rank, world, even=split == "train")
+            return DataLoader(self.held[split], sampler=batches, batch_size=None, num_workers=0)
+        if world > 1:  # DDP: each rank reads its share
+            sampler = Shard(sampler, rank, world, even=split == "train")
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
@@ -249,6 +271,11 @@ class MusicDataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches cross to the device as int16 (half the bytes of float32) and become float there."""
+        audio, *rest = batch
+        return (to_float(audio), *rest)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]

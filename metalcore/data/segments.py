@@ -80,10 +80,19 @@ class Shard(DistributedSampler):
         return iter(keys[self.rank :: self.num_replicas])
 
 
-class SegmentDataset(Dataset):
-    """Reads a window of a cached track: key ``(track, start)`` -> ``(audio [C, length], label, track)``.
+def to_float(audio: torch.Tensor) -> torch.Tensor:
+    """int16 samples (as the cache stores them and batches carry them) -> float32 in [-1, 1); float passes through.
 
-    Only paths and sizes are pickled into workers; each worker opens the memory maps it touches.
+    Batches stay int16 until they reach the training device: half the bytes of float32 to copy.
+    """
+    return audio.float().mul_(1.0 / 32768.0) if audio.dtype == torch.int16 else audio
+
+
+class SegmentDataset(Dataset):
+    """Reads a window of a cached track: key ``(track, start)`` -> ``(audio [C, length] int16, label, track)``.
+
+    The samples stay int16 (``to_float`` on the device makes them float). Only paths and sizes are
+    pickled into workers; each worker opens the memory maps it touches.
     """
 
     def __init__(self, paths: np.ndarray, frames: np.ndarray, labels: np.ndarray, channels: int, length: int) -> None:
@@ -106,7 +115,7 @@ class SegmentDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         track, start = key
         chunk = self._map(track)[start : start + self.length]
-        audio = torch.from_numpy(np.ascontiguousarray(chunk.T, dtype=np.float32)).mul_(1.0 / 32768.0)
+        audio = torch.from_numpy(np.array(chunk.T, order="C"))  # a copy: the map is read-only
         if audio.shape[1] < self.length:  # a track shorter than a segment: zero padding at the end
             audio = torch.nn.functional.pad(audio, (0, self.length - audio.shape[1]))
         return audio, int(self.labels[track]), int(track)

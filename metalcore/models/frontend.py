@@ -8,6 +8,8 @@ bf16 FFTs are unsupported on CUDA); the network after it may run in mixed precis
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -15,6 +17,25 @@ from torchaudio import functional as AF
 from torchaudio import transforms as T
 
 from metalcore.core.errors import UserError
+
+
+@contextmanager
+def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """The front-end's small per-clip FFTs and elementwise steps on one CPU thread.
+
+    Threads that meet at a barrier after every small operation stall whenever the cores are shared
+    (by DataLoader workers, or by other jobs): on a busy 2-core VM the front-end took 2-3x as long
+    on two threads as on one (``python -m metalcore.bench`` times it against the study's call).
+    """
+    if device.type != "cpu" or torch.jit.is_tracing():
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class MelFrontend(nn.Module):
@@ -95,10 +116,21 @@ class MelFrontend(nn.Module):
                 f"raise data.segment_seconds or lower features.n_fft"
             )
 
+    def power_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, samples)`` -> Mel power ``(batch, channels, n_mels, frames)``.
+
+        On the CPU one clip at a time, as the study's DataLoader workers computed it: a batch's
+        complex STFT (62 MB for 16 stereo clips of 5.5 s) falls out of the caches. A traced export
+        keeps the batched call and its dynamic batch.
+        """
+        if audio.device.type != "cpu" or len(audio) < 2 or torch.jit.is_tracing():
+            return self.mel(audio)
+        return torch.cat([self.mel(clip[None]) for clip in audio])
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio``: ``(batch, channels, samples)`` float -> ``(batch, channels, n_mels, frames)``."""
-        with torch.autocast(device_type=audio.device.type, enabled=False):
-            spec = self.to_db(self.mel(audio.float()))  # (B, C, M, F)
+        with torch.autocast(device_type=audio.device.type, enabled=False), one_thread_on_cpu(audio.device):
+            spec = self.to_db(self.power_mel(audio.float()))  # (B, C, M, F)
             spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band
             if self.training:
                 spec = self.masks(spec)

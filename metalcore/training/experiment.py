@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -99,6 +100,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.trainer.get("max_epochs") == 0:  # Lightning would test the untrained model and exit 0
         raise UserError("trainer.max_epochs=0 trains nothing; give 1 or more (or -1 for no limit with max_steps)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("threads"):  # this job's share of the cores when a sweep runs several at once
+        torch.set_num_threads(cfg.threads)
     start = resume(cfg)
     datamodule, module = build(cfg)
     logger = make(cfg.logger) if cfg.get("logger") else False

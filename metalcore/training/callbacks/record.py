@@ -78,6 +78,7 @@ class RunRecord(Callback):
                 "precision": str(trainer.precision),
                 "accelerator": type(trainer.accelerator).__name__,
                 "devices": trainer.num_devices,
+                "threads": torch.get_num_threads(),
                 "nodes": trainer.num_nodes,
                 "torch": torch.__version__,
                 "lightning": L.__version__,
