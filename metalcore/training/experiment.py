@@ -22,6 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from metalcore.core.errors import UserError
 from metalcore.core.files import write_json, write_text
 from metalcore.data.datamodule import MusicDataModule
+from metalcore.evaluation.bootstrap import LEVEL, RESAMPLES, formatted, track_intervals, with_intervals
+from metalcore.evaluation.calibration import calibrate, store_temperature
+from metalcore.evaluation.heldout import FILE as TEST_TRACKS
+from metalcore.evaluation.heldout import write_test_tracks
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
@@ -120,12 +124,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if best
         else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     )
+    val_clips = module.held_out.get("val")
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+    test_clips = module.held_out["test"]
+    test = with_intervals(module.results, track_intervals(*test_clips, seed=cfg.seed))
+    calibration = calibrate(val_clips, test_clips)
 
     metrics = {
         "classes": datamodule.classes,
         "seed": cfg.seed,
-        "test": module.results,
+        "test": test,
+        "bootstrap": {"unit": "track", "resamples": RESAMPLES, "level": LEVEL, "seed": cfg.seed},
+        "calibration": calibration,
         "counts": datamodule.counts(),
         "epochs": trainer.current_epoch,
         "best_checkpoint": best,
@@ -145,6 +155,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
+        write_test_tracks(output_dir / TEST_TRACKS, datamodule.tracks("test"), datamodule.classes, test_clips)
+        if best:
+            store_temperature(Path(best), calibration)
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if logger:
             finals = {
@@ -155,8 +168,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             }
             logger.log_hyperparams(flat_hparams(cfg), metrics=finals)
             logger.finalize("success")  # flush now: the last job of a sweep would exit with them unwritten
-        log.info("test per clip:  acc %.4f  f1 %.4f", module.results["clip"]["acc"], module.results["clip"]["f1"])
-        log.info("test per track: acc %.4f  f1 %.4f", module.results["track"]["acc"], module.results["track"]["f1"])
+        for level in ("clip", "track"):
+            log.info(
+                "test per %-6s acc %s  f1 %s  (95%% intervals, tracks resampled)",
+                level + ":",
+                *(formatted(test[level][m], test[level].get(m + "_ci95")) for m in ("acc", "f1")),
+            )
+        log.info(
+            "temperature %.3f (fitted on %s): test track ECE %.4f -> %.4f",
+            calibration["temperature"],
+            calibration["fitted_on"],
+            calibration["test_track_ece"]["before"],
+            calibration["test_track_ece"]["after"],
+        )
         log.info("outputs in %s", output_dir)
     return metrics
 

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
+from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_clips, pooled_tracks
 from metalcore.training.plots import confusion_figure, spectrogram_image
 
 HELD_OUT = ("val", "test")
@@ -57,6 +57,9 @@ class GenreClassifier(LightningModule):
             {"clip": MulticlassConfusionMatrix(n), "track": MulticlassConfusionMatrix(n, sync_on_compute=False)}
         )
         self.results: dict[str, Any] = {}
+        # the last validation's and test's clips (probabilities, labels, track ids): what the bootstrap
+        # intervals and the temperature fit need
+        self.held_out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._images_logged: Counter[str] = Counter()
 
     def configure_model(self) -> None:
@@ -111,6 +114,7 @@ class GenreClassifier(LightningModule):
     def _score(self, stage: str) -> dict[str, dict[str, float]]:
         clip = {k: float(v) for k, v in self.clip_metrics[stage].compute().items()}
         track_probs, track_labels = pooled_tracks(self.pooling[stage])
+        self.held_out[stage] = pooled_clips(self.pooling[stage])
         track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
         for metric in (self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
             metric.reset()
