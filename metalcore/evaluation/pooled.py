@@ -103,9 +103,7 @@ def suspected_labels(rows: Sequence[dict], min_confidence: float = 0.8) -> list[
 def paired(jobs_a: Sequence, jobs_b: Sequence, seed: int = 0) -> Comparison | None:
     """A's jobs against B's on the tracks both tested with the same seed and fold; None when none match."""
     b_rows = {(r["seed"], r[FOLD_KEY], r["path"]): r for r in job_rows(jobs_b)}
-    pairs = [
-        (a, b_rows[key]) for a in job_rows(jobs_a) if (key := (a["seed"], a[FOLD_KEY], a["path"])) in b_rows
-    ]
+    pairs = [(a, b_rows[key]) for a in job_rows(jobs_a) if (key := (a["seed"], a[FOLD_KEY], a["path"])) in b_rows]
     if not pairs:
         return None
     return compare(

@@ -1,12 +1,13 @@
 """A sweep read from disk: jobs, their overrides and scores, grouped by configuration, as tables and plots.
 
-Every job folder Hydra made under the sweep (``<job>/.hydra/overrides.yaml``) is one row's worth
-of evidence: its overrides say what it tried, its ``metrics.json`` what it scored. Jobs that share
-all overrides but ``seed`` are one configuration, reported as mean +- std over the seeds it
-finished (the folds of a cross-validation pool the same way), sorted by the chosen metric. Hydra
-keeps a sweep going past a failed job and raises only at the end (hydra #2551), so a job without metrics.json is listed, never dropped: ``failed`` when its
-log records an error, ``unfinished`` when it does not (still running, or killed); jobs the sweep
-never reached are counted from ``multirun.yaml``.
+Every job folder Hydra made under the sweep (``<job>/.hydra/overrides.yaml``) is one row's worth of
+evidence: its overrides say what it tried, its ``metrics.json`` what it scored. Jobs that share all
+overrides but ``seed`` are one configuration, reported as mean +- std over the seeds it finished
+(the folds of a cross-validation pool the same way), sorted by the chosen metric. Hydra keeps a
+sweep going past a failed job and raises only at the end (hydra #2551), so a job without
+metrics.json is listed, never dropped: ``failed`` when its log records an error, ``unfinished`` when
+it does not (still running, or killed); jobs the sweep never reached are counted from
+``multirun.yaml``.
 """
 
 from __future__ import annotations
