@@ -196,7 +196,8 @@ def render_pooled(sweep, baseline: str | None = None, min_confidence: float = 0.
             if len(suspects) > 20:
                 lines.append(f"- ... {len(suspects) - 20} more in suspected_labels.csv")
     finished = [g for g in sweep.groups if g.finished]
-    if len(finished) > 1 and any(job_rows(g.finished[:1]) for g in finished):
+    compared = len(finished) > 1 and any(job_rows(g.finished[:1]) for g in finished)
+    if compared:
         best = finished[0]
         lines += ["", f"## Paired against the best configuration ({label(best)}): same tracks, seed and fold", ""]
         lines += comparison_table(best, finished)
@@ -204,7 +205,7 @@ def render_pooled(sweep, baseline: str | None = None, min_confidence: float = 0.
         reference = find_baseline(sweep, baseline)
         lines += ["", f"## Paired against the baseline ({label(reference)}): same tracks, seed and fold", ""]
         lines += comparison_table(reference, finished)
-    if lines:
+    if compared or baseline is not None:
         lines += [
             "",
             "Paired rows: Δ is the configuration's track accuracy minus the reference's, with a bootstrap "
