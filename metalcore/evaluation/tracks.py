@@ -107,10 +107,8 @@ def scored(done: list[tuple[TrackPrediction, int]], num_classes: int, seed: int 
     return with_intervals(results, track_intervals(*clips, seed=seed))
 
 
-def calibration(done: list[tuple[TrackPrediction, int]], temperature: float) -> dict:
-    """ECE per track and per clip with the checkpoint's temperature (after) and without it (before)."""
-    probs, labels, tracks = clip_arrays(done)
-    raw = (temper(probs, 1 / temperature), labels, tracks)  # the temperature undone
+def calibration(raw: tuple[np.ndarray, np.ndarray, np.ndarray], temperature: float) -> dict:
+    """ECE per track and per clip of the uncalibrated clips ``raw``: without the temperature, then with it."""
     return {
         "temperature": temperature,
         **{
@@ -166,6 +164,8 @@ def evaluate(
         outcomes, done, vectors = predicted(classifier, tracks, hop_seconds, batch_size, features=features)
     if not done:
         raise UserError(f"{source}: none of the {len(tracks)} tracks could be decoded")
+    probs, labels, track_of = clip_arrays(done)
+    raw = (temper(probs, 1 / classifier.temperature), labels, track_of)  # the checkpoint's temperature undone
     metrics = {
         "checkpoint": str(classifier.checkpoint),
         "data": source,
@@ -179,7 +179,7 @@ def evaluate(
         },
         **scored(done, len(classes)),
         "bootstrap": {"unit": "track", "resamples": RESAMPLES, "level": LEVEL, "seed": 0},
-        "calibration": calibration(done, classifier.temperature),
+        "calibration": calibration(raw, classifier.temperature),
         "failed": [{"path": str(o.path), "error": o.error} for o in outcomes if o.prediction is None],
     }
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -188,11 +188,9 @@ def evaluate(
         confusion_figure(np.array(metrics["track"]["confusion"]), classes, f"{source}, per track"),
         output_dir / "confusion.png",
     )
-    probs, labels, tracks_of = clip_arrays(done)
-    raw = temper(probs, 1 / classifier.temperature)
     curves = {
-        "before": pool_tracks(raw, labels, tracks_of)[:2],
-        f"after (T = {classifier.temperature:.3g})": pool_tracks(probs, labels, tracks_of)[:2],
+        "before": pool_tracks(*raw)[:2],
+        f"after (T = {classifier.temperature:.3g})": pool_tracks(probs, labels, track_of)[:2],
     }
     save_figure(reliability_figure(curves, "per track"), output_dir / "reliability.png")
     truth = [label for _, label in tracks]
