@@ -22,10 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from metalcore.core.errors import UserError
 from metalcore.core.files import write_json, write_text
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.evaluation.bootstrap import LEVEL, RESAMPLES, formatted, track_intervals, with_intervals
-from metalcore.evaluation.calibration import calibrate, store_temperature
-from metalcore.evaluation.heldout import FILE as TEST_TRACKS
-from metalcore.evaluation.heldout import write_test_tracks
+from metalcore.evaluation import heldout
+from metalcore.evaluation.calibration import store_temperature
 from metalcore.training.config import make
 from metalcore.training.launch import local_processes, spawn
 from metalcore.training.metrics import canonical
@@ -124,18 +122,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if best
         else {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     )
-    val_clips = module.held_out.get("val")
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-    test_clips = module.held_out["test"]
-    test = with_intervals(module.results, track_intervals(*test_clips, seed=cfg.seed))
-    calibration = calibrate(val_clips, test_clips)
+    trust = heldout.summary(module.results, module.held_out, cfg.seed)  # intervals, temperature
 
     metrics = {
         "classes": datamodule.classes,
         "seed": cfg.seed,
-        "test": test,
-        "bootstrap": {"unit": "track", "resamples": RESAMPLES, "level": LEVEL, "seed": cfg.seed},
-        "calibration": calibration,
+        **trust,
         "counts": datamodule.counts(),
         "epochs": trainer.current_epoch,
         "best_checkpoint": best,
@@ -155,9 +148,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
-        write_test_tracks(output_dir / TEST_TRACKS, datamodule.tracks("test"), datamodule.classes, test_clips)
+        heldout.write_test_tracks(
+            output_dir / heldout.FILE, datamodule.tracks("test"), datamodule.classes, module.held_out["test"]
+        )
         if best:
-            store_temperature(Path(best), calibration)
+            store_temperature(Path(best), trust["calibration"])
         write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if logger:
             finals = {
@@ -168,19 +163,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             }
             logger.log_hyperparams(flat_hparams(cfg), metrics=finals)
             logger.finalize("success")  # flush now: the last job of a sweep would exit with them unwritten
-        for level in ("clip", "track"):
-            log.info(
-                "test per %-6s acc %s  f1 %s  (95%% intervals, tracks resampled)",
-                level + ":",
-                *(formatted(test[level][m], test[level].get(m + "_ci95")) for m in ("acc", "f1")),
-            )
-        log.info(
-            "temperature %.3f (fitted on %s): test track ECE %.4f -> %.4f",
-            calibration["temperature"],
-            calibration["fitted_on"],
-            calibration["test_track_ece"]["before"],
-            calibration["test_track_ece"]["after"],
-        )
+        for line in heldout.log_lines(trust):
+            log.info("%s", line)
         log.info("outputs in %s", output_dir)
     return metrics
 
