@@ -66,7 +66,7 @@ def test_evaluate_reports_intervals_calibration_robustness_and_embeddings(traine
     for r in rows:
         assert float(r["track_acc_low"]) <= float(r["track_acc"]) <= float(r["track_acc_high"])
         assert float(r["track_acc_drop"]) == pytest.approx(float(rows[0]["track_acc"]) - float(r["track_acc"]))
-    (projector,) = (out / "embeddings").glob("*/metadata.tsv")
+    (projector,) = (out / "embeddings").rglob("metadata.tsv")
     lines = projector.read_text().splitlines()
     assert lines[0].split("\t") == ["track", "class", "split", "predicted", "confidence", "correct"]
     assert len(lines) == 1 + metrics["counts"]["tracks"] and all("\ttest\t" in line for line in lines[1:])
