@@ -6,7 +6,10 @@ folder laid out like the training data (``<root>/<class>/...``). Each track goes
 whole-track inference as ``metalcore.predict``: clip-level scores count every segment with its
 track's label, track-level scores use the pooled label. It writes ``metrics.json``, a confusion
 matrix (``confusion.png``, per track) and ``tracks.csv``: every track with its true label,
-prediction and confidence, the worst mistakes first.
+prediction and confidence, the worst mistakes first; every score has a 95 % interval (bootstrap
+over tracks), and ``reliability.png`` shows calibration before and after the checkpoint's
+temperature. ``--perturb`` scores the tracks again under perturbations (``robustness.csv``,
+``robustness.png``); ``--embeddings`` writes each track's features for TensorBoard's projector.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pathlib import Path
 
 from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
 from metalcore.core.files import writable_folder
+from metalcore.evaluation.bootstrap import formatted
+from metalcore.evaluation.perturb import PERTURBATIONS, chosen
+from metalcore.evaluation.robustness import robustness
 from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, test_split
 
 
@@ -35,17 +41,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="evaluate every track of DIR/<class>/ instead of the run's test split",
     )
     parser.add_argument(
+        "--perturb",
+        nargs="?",
+        const="all",
+        metavar="NAMES",
+        help=f"score the tracks again under perturbations: all (the default) or some of {', '.join(PERTURBATIONS)}",
+    )
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="write each track's penultimate features for TensorBoard's projector (<output-dir>/embeddings)",
+    )
+    parser.add_argument(
         "--output-dir",
         type=Path,
         metavar="DIR",
         help="where to write (default: <run>/evaluation/<checkpoint>-<test|folder name>)",
     )
     return parser.parse_args(argv)
-
-
-def shown(value: float | None) -> str:
-    """A score, or ``n/a`` where the tracks given do not define it (e.g. AUROC on one class)."""
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 @one_line_errors
@@ -63,17 +76,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = writable_folder(
         args.output_dir or run_folder(args.checkpoint) / "evaluation" / f"{args.checkpoint.stem}-{name}", "--output-dir"
     )
-    metrics = evaluate(classifier, tracks, output_dir, args.hop, args.batch_size, source)
+    names = chosen(args.perturb) if args.perturb else []
+    metrics = evaluate(
+        classifier, tracks, output_dir, args.hop, args.batch_size, source, embeddings=name if args.embeddings else None
+    )
     counts = metrics["counts"]
+    print(f"95 % intervals from {metrics['bootstrap']['resamples']} bootstrap resamples of the tracks")
     for level in ("clip", "track"):
         m = metrics[level]
-        print(
-            f"{level:>5}: acc {shown(m['acc'])}  f1 {shown(m['f1'])}  auroc {shown(m['auroc'])}  "
-            f"({counts[level + 's']} {level}s)"
-        )
+        scores = "  ".join(f"{k} {formatted(m[k], m.get(k + '_ci95'))}" for k in ("acc", "f1", "auroc", "pr_auc"))
+        print(f"{level:>5}: {scores}  ({counts[level + 's']} {level}s)")
+    c = metrics["calibration"]
+    print(
+        f"calibration: temperature {c['temperature']:.3f}; ECE per track {c['track_ece']['before']:.4f} -> "
+        f"{c['track_ece']['after']:.4f}, per clip {c['clip_ece']['before']:.4f} -> {c['clip_ece']['after']:.4f}"
+    )
     for failed in metrics["failed"]:
         print(f"skipped {failed['path']}: {failed['error']}", file=sys.stderr)
-    print(f"wrote {output_dir}/metrics.json, confusion.png, tracks.csv")
+    written = "metrics.json, confusion.png, reliability.png, tracks.csv" + (", embeddings/" if args.embeddings else "")
+    print(f"wrote {output_dir}/{written}")
+    if names:
+        rows = robustness(classifier, tracks, names, metrics, output_dir, args.hop, args.batch_size)
+        print("\nperturbation   track acc [95 %]            drop")
+        for r in rows:
+            interval = formatted(r["track_acc"], [r["track_acc_low"], r["track_acc_high"]])
+            print(f"{r['perturbation']:<14} {interval:<27} {r['track_acc_drop']:+.4f}")
+        print(f"wrote {output_dir}/robustness.csv, robustness.png")
     return 0
 
 

@@ -1,5 +1,9 @@
 """``python -m metalcore.report MULTIRUN_DIR``: a sweep in one table, seeds pooled, failures listed.
 
+Beside the table: the folds of a cross-validation pooled into out-of-fold scores with intervals
+(``oof_tracks.csv``) and a list of suspected labels (``suspected_labels.csv``); every configuration
+compared with the best, and with ``--baseline``, on paired tracks (same seed and fold).
+
 Every job folder Hydra made under the sweep (``<job>/.hydra/overrides.yaml``) is one row's worth
 of evidence: its overrides say what it tried, its ``metrics.json`` what it scored. Jobs that share
 all overrides but ``seed`` are one configuration, reported as mean +- std over the seeds it
@@ -19,8 +23,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from metalcore.core import files
 from metalcore.core.errors import UserError
 from metalcore.core.files import writable_file
+from metalcore.evaluation.pooled import render_pooled
 from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, write_csv
 
 
@@ -35,6 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the table as CSV here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the metric against each swept parameter here")
     parser.add_argument("--per-job", action="store_true", help="one row per job instead of pooling seeds")
+    parser.add_argument(
+        "--baseline",
+        metavar="JOB|KEY=VALUE",
+        help="compare every configuration with this one on paired tracks (a job folder, or e.g. model=cnn)",
+    )
+    parser.add_argument(
+        "--suspect-confidence",
+        type=float,
+        default=0.8,
+        metavar="P",
+        help="list held-out tracks put in another class with at least this confidence (default 0.8)",
+    )
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
         parser.error(f"{args.multirun_dir} is not a folder")
@@ -46,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(err))
     sweep = load(args.multirun_dir, args.metric, args.per_job)
     print(render(sweep))
+    text, tables = render_pooled(sweep, args.baseline, args.suspect_confidence)
+    if text:
+        print(text)
+    for name, (header, rows) in tables.items():
+        files.write_csv(args.multirun_dir / name, header, rows)
+        print(f"{name} written to {args.multirun_dir / name}")
     if args.output:
         write_csv(args.output, sweep.groups, sweep.keys, sweep.columns)
         print(f"\ntable written to {args.output}")

@@ -186,8 +186,8 @@ def test_invalid_fractions_are_refused(val, test, key):
 
 
 def test_unknown_grouping_is_refused():
-    with pytest.raises(UserError, match=r"data\.split\.group_by='album'"):
-        Split("album")
+    with pytest.raises(UserError, match=r"data\.split\.group_by='label'"):
+        Split("label")
 
 
 # -- segments -------------------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from conftest import read_metrics, run_module, tiny_overrides
 
 from metalcore import evaluate
 
-METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
+METRICS = {
+    "acc",
+    "precision",
+    "recall",
+    "f1",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auroc",
+    "pr_auc",
+}
 
 
 @pytest.fixture(scope="module")

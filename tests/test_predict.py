@@ -145,7 +145,7 @@ def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
         "table": (folder / "split.csv", "not a readable metalcore checkpoint"),
         "plain": (folder / "plain.pt", "not a metalcore checkpoint"),
         "evil": (folder / "evil.ckpt", "not a metalcore module"),
-        "zero channels": (folder / "zero.ckpt", "channels must be a positive integer, not 0"),
+        "zero channels": (folder / "zero.ckpt", "channels=0 (1 or 2)"),
         "not a network": (folder / "conv.ckpt", "ConvStack is not a metalcore.models.base.Network"),
     }
 
@@ -232,8 +232,10 @@ def test_a_track_shorter_than_a_segment_is_one_padded_window(tmp_path, classifie
 
 
 def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, classifier, checkpoint, songs):
-    """predict_track's probabilities are the trained module's own on each window."""
-    spec = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["spec"]
+    """predict_track's probabilities are the trained module's own on each window, calibrated by the
+    temperature stored in the checkpoint."""
+    saved = torch.load(checkpoint, weights_only=True)
+    spec, temperature = saved["hyper_parameters"]["spec"], saved["calibration"]["temperature"]
     module = GenreClassifier.load_from_checkpoint(
         checkpoint,
         frontend=instantiate(spec["features"]),
@@ -245,7 +247,7 @@ def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, class
     audio = torch.from_numpy(decode(track, 16000, 2))
     windows_ = torch.stack([audio[:, start : start + 32000] for start in (0, 32000, audio.shape[1] - 32000)])
     with torch.no_grad():
-        expected = module(windows_).softmax(-1).numpy()
+        expected = (module(windows_) / temperature).softmax(-1).numpy()
     assert predict_track(classifier, track).segment_probs == pytest.approx(expected, abs=1e-5)
 
 

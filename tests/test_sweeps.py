@@ -25,9 +25,11 @@ def job_dirs(sweep: Path) -> list[Path]:
 
 
 def table_rows(markdown: str) -> list[list[str]]:
-    """The body rows of the first markdown table, as cells."""
-    rows = [line for line in markdown.splitlines() if line.startswith("|")][2:]
-    return [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    """The body rows of the first markdown table (the report prints paired tables after it), as cells."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [[c.strip() for c in row.strip("|").split("|")] for row in lines[start + 2 : end]]
 
 
 # -- a sweep of two jobs --------------------------------------------------------------------------
@@ -132,7 +134,8 @@ def test_baselines_train_in_one_sweep_and_failed_jobs_are_reported(tmp_path: Pat
     assert report.returncode == 0, report.stderr[-3000:]
     rows = {(r[0], r[1]): r for r in table_rows(report.stdout)}
     for model in ("cnn", "study", "stats"):
-        assert rows[model, "32"][-1] == "ok" and 0.0 <= float(rows[model, "32"][3]) <= 1.0
+        # one job: its value, then its 95 % interval
+        assert rows[model, "32"][-1] == "ok" and 0.0 <= float(rows[model, "32"][3].split()[0]) <= 1.0
         assert rows[model, "256"][-1] == "1 failed" and rows[model, "256"][2] == "0"
     failed = [line for line in report.stdout.splitlines() if "(failed)" in line]
     assert len(failed) == 3 and all("features.n_mels=256 is too many" in line for line in failed)

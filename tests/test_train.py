@@ -25,7 +25,17 @@ from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.training.experiment import build, optimized_value, run
 
-METRICS = {"acc", "precision", "recall", "f1", "precision_weighted", "recall_weighted", "f1_weighted", "auroc"}
+METRICS = {
+    "acc",
+    "precision",
+    "recall",
+    "f1",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auroc",
+    "pr_auc",
+}
 SPLITS = ("train", "val", "test")
 PER_TRACK = 6  # data.segments_per_track in tiny_overrides
 

@@ -39,12 +39,14 @@ def write_audio(
     *,
     codec: str | None = None,
     tags: dict[str, str] | None = None,
+    bit_rate: int | None = None,
 ) -> Path:
     """Encode ``audio`` (float32 ``[channels, samples]`` in [-1, 1]) to ``path``.
 
-    The format follows the suffix (any case). ``codec="alac"`` writes Apple Lossless into an
-    ``.m4a``. ``tags`` become container metadata (e.g. ``{"artist": ...}``). Codecs that take
-    only certain rates (opus, mp3, AAC) are resampled to the nearest one they accept.
+        The format follows the suffix (any case). ``codec="alac"`` writes Apple Lossless into an
+        ``.m4a``. ``tags`` become container metadata (e.g. ``{"artist": ...}``). Codecs that take
+        only certain rates (opus, mp3, AAC) are resampled to the nearest one they accept. ``bit_rate``
+    (bits per second) sets a lossy codec's rate, e.g. 64000 for a low-quality mp3.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -61,6 +63,8 @@ def write_audio(
         stream = container.add_stream(codec_name, rate=out_rate)
         stream.layout = _LAYOUTS.get(channels, f"{channels}c")
         stream.format = sample_fmt
+        if bit_rate:
+            stream.bit_rate = bit_rate
         if codec_name == "vorbis":
             stream.codec_context.options = {"strict": "experimental"}
         resampler = av.AudioResampler(format=sample_fmt, layout=stream.layout, rate=out_rate)

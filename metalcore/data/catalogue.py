@@ -1,6 +1,7 @@
 """The catalogue: which tracks exist and what they are, read from the folder layout alone.
 
-``root/<class>/**/<Artist - Title>.<ext>``: the folder names the class, the file name the artist.
+``root/<class>/**/<Artist - Title>.<ext>``: the folder names the class, the file name the artist,
+a sub-folder the album.
 Reading it costs a directory walk, never a decode, so it is cheap to redo on every run.
 """
 
@@ -26,12 +27,19 @@ class Track:
     path: Path
     label: str
     artist: str
+    album: str = ""  # the sub-folder under the class folder (``Artist/Album``); "" for a file directly in it
 
 
 def artist_from_name(path: Path) -> str:
     """ "Artist - Title.ext" -> "Artist"; a name without the separator is its own artist."""
     artist, sep, _ = path.stem.partition(" - ")
     return artist.strip() if sep and artist.strip() else path.stem
+
+
+def album_from_folder(path: Path, class_folder: Path) -> str:
+    """``<class>/Artist/Album/x.flac`` -> ``Artist/Album``: a sub-folder stands for an album without a tag."""
+    parent = path.parent.relative_to(class_folder)
+    return parent.as_posix() if parent.parts else ""
 
 
 def is_audio(path: Path) -> bool:
@@ -89,7 +97,9 @@ def scan(root: Path, min_classes: int = 2) -> list[Track]:
     if not root.is_dir():
         raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
     tracks = [
-        Track(path.absolute(), folder.name, artist_from_name(path))  # as found: a symlink keeps its own name
+        Track(
+            path.absolute(), folder.name, artist_from_name(path), album_from_folder(path, folder)
+        )  # as found: a symlink keeps its own name
         for folder in class_folders(root)
         for path in audio_files(folder)
     ]

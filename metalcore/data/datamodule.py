@@ -41,6 +41,7 @@ class Library:
     labels: list[str]
     artists: list[str]
     cached: list[CachedTrack]
+    albums: list[str] = field(default_factory=list)  # album tag, else the album folder; "" when neither
     unreadable: Counter = field(default_factory=Counter)  # class -> files with no cache entry
 
     @property
@@ -169,6 +170,7 @@ class MusicDataModule(LightningDataModule):
             labels=[t.label for t, _ in rows],
             artists=[str(c.tags.get("artist") or "").strip() or t.artist for t, c in rows],
             cached=[c for _, c in rows],
+            albums=[" ".join(str(c.tags.get("album") or "").split()) or t.album for t, c in rows],
             unreadable=unreadable,
         )
 
@@ -209,6 +211,7 @@ class MusicDataModule(LightningDataModule):
                 self.test_fraction,
                 self.seed,
                 contents=[c.path.name for c in lib.cached],
+                albums=[a.casefold() for a in lib.albums],
             )
         except UserError as err:
             if not lib.unreadable:
@@ -220,13 +223,20 @@ class MusicDataModule(LightningDataModule):
             ) from None
 
     def write_split(self, path: Path) -> None:
-        """One row per track: anyone can check that no track (or artist) sits in two splits."""
+        """One row per track: anyone can check that no track (artist, album) sits in two splits."""
         lib = self._library
         write_csv(
             path,
-            ["split", "class", "artist", "duration_s", "path"],
+            ["split", "class", "artist", "album", "duration_s", "path"],
             [
-                [self._splits[i], lib.labels[i], lib.artists[i], f"{lib.cached[i].duration:.2f}", lib.cached[i].source]
+                [
+                    self._splits[i],
+                    lib.labels[i],
+                    lib.artists[i],
+                    lib.albums[i],
+                    f"{lib.cached[i].duration:.2f}",
+                    lib.cached[i].source,
+                ]
                 for i in np.argsort(self._splits, kind="stable")
             ],
         )

@@ -1,12 +1,13 @@
 """A sweep read from disk: jobs, their overrides and scores, grouped by configuration, as tables and plots.
 
-Every job folder Hydra made under the sweep (``<job>/.hydra/overrides.yaml``) is one row's worth
-of evidence: its overrides say what it tried, its ``metrics.json`` what it scored. Jobs that share
-all overrides but ``seed`` are one configuration, reported as mean +- std over the seeds it
-finished, sorted by the chosen metric. Hydra keeps a sweep going past a failed job and raises only at
-the end (hydra #2551), so a job without metrics.json is listed, never dropped: ``failed`` when its
-log records an error, ``unfinished`` when it does not (still running, or killed); jobs the sweep
-never reached are counted from ``multirun.yaml``.
+Every job folder Hydra made under the sweep (``<job>/.hydra/overrides.yaml``) is one row's worth of
+evidence: its overrides say what it tried, its ``metrics.json`` what it scored. Jobs that share all
+overrides but ``seed`` are one configuration, reported as mean +- std over the seeds it finished
+(the folds of a cross-validation pool the same way), sorted by the chosen metric. Hydra keeps a
+sweep going past a failed job and raises only at the end (hydra #2551), so a job without
+metrics.json is listed, never dropped: ``failed`` when its log records an error, ``unfinished`` when
+it does not (still running, or killed); jobs the sweep never reached are counted from
+``multirun.yaml``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import numpy as np
 import yaml
 
 from metalcore.core import files
+from metalcore.evaluation.bootstrap import SUFFIX, formatted
 from metalcore.training.metrics import canonical, higher_is_better
 
 DEFAULT_METRIC = "test.track.acc"
 SUMMARY_METRICS = ("test.track.acc", "test.track.f1", "test.clip.acc", "test.clip.f1")
 COST_METRICS = ("time.wall_s", "time.epoch_s")  # what a configuration costs: the job's seconds, per epoch
-GROUPED_OUT = ("seed",)  # repeats of one configuration
+GROUPED_OUT = ("seed", "data.split.fold")  # repeats of one configuration: seeds, and the folds of a cross-validation
 ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\] - (?P<message>.*)")
 
 
@@ -51,6 +53,16 @@ def flatten(metrics: dict) -> dict[str, float]:
     return flat
 
 
+def intervals(metrics: dict) -> dict[str, list[float]]:
+    """metrics.json's 95 % intervals, keyed like ``flatten``'s values: ``test.<level>.<name>``."""
+    return {
+        f"test.{level}.{name[: -len(SUFFIX)]}": value
+        for level, scores in (metrics.get("test") or {}).items()
+        for name, value in scores.items()
+        if name.endswith(SUFFIX) and isinstance(value, list)
+    }
+
+
 # -- reading a sweep -----------------------------------------------------------------------------
 @dataclass
 class Job:
@@ -61,6 +73,7 @@ class Job:
     status: str  # ok | failed | unfinished
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
 
 def parse_overrides(lines: Sequence[str]) -> dict[str, str]:
@@ -86,7 +99,7 @@ def read_job(folder: Path) -> Job:
         try:
             metrics = json.loads(metrics_path.read_text())
             if metrics.get("test"):
-                return Job(folder, overrides, "ok", flatten(metrics))
+                return Job(folder, overrides, "ok", flatten(metrics), intervals=intervals(metrics))
             reason = "metrics.json holds no test scores"
         except (OSError, ValueError, AttributeError) as err:
             reason = f"metrics.json unreadable: {err}"
@@ -145,6 +158,13 @@ class Group:
             return math.nan, math.nan, 0
         return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan, len(values)
 
+    def cell(self, metric: str) -> str:
+        """mean ± std over seeds; a single job's value with its 95 % interval when metrics.json has one."""
+        mean, std, n = self.stats(metric)
+        if n == 1 and len(self.finished) == 1 and metric in self.finished[0].intervals:
+            return formatted(mean, self.finished[0].intervals[metric])
+        return _cell(mean, std, 1 if metric.startswith("time.") else 4)
+
     def status(self) -> str:
         counts = {s: sum(j.status == s for j in self.jobs) for s in ("ok", "failed", "unfinished")}
         if counts["ok"] == len(self.jobs):
@@ -199,7 +219,7 @@ def markdown(groups: Sequence[Group], keys: Sequence[str], metrics: Sequence[str
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for g in groups:
         cells = [_short(g.values[k]) for k in keys] + [str(len(g.finished))]
-        cells += [_cell(*g.stats(m)[:2], 1 if m.startswith("time.") else 4) for m in metrics] + [g.status()]
+        cells += [g.cell(m) for m in metrics] + [g.status()]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -294,8 +314,9 @@ def render(sweep: Sweep) -> str:
     lines = [
         f"# {sweep.root}",
         "",
-        f"{len(sweep.jobs)} jobs, {len(sweep.groups)} configurations; mean ± std over seeds, n = finished "
-        f"jobs; sorted by {sweep.metric}, {order} first.",
+        f"{len(sweep.jobs)} jobs, {len(sweep.groups)} configurations; mean ± std over seeds (and folds), "
+        f"or one job's value [95 % interval, tracks resampled]; n = finished jobs; sorted by {sweep.metric}, "
+        f"{order} first.",
         "",
         markdown(sweep.groups, sweep.keys, sweep.columns),
     ]

@@ -1,14 +1,18 @@
 """Scoring a checkpoint on labelled whole tracks: the run's test split or any ``<root>/<class>/`` folder.
 
 Each track goes through the same whole-track inference as ``metalcore.predict``: clip-level scores
-count every segment with its track's label, track-level scores use the pooled label. The outputs are
-``metrics.json``, a confusion matrix (``confusion.png``, per track) and ``tracks.csv``: every track
-with its true label, prediction and confidence, the worst mistakes first.
+count every segment with its track's label, track-level scores use the pooled label; every score
+comes with a 95 % interval from a bootstrap over tracks. The outputs are ``metrics.json``, a
+confusion matrix (``confusion.png``, per track), a reliability diagram before and after the
+checkpoint's temperature (``reliability.png``) and ``tracks.csv``: every track with its true label,
+prediction and confidence, the worst mistakes first.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +21,11 @@ import torch
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, read_csv, write_csv, write_json
 from metalcore.data.catalogue import scan
+from metalcore.evaluation.bootstrap import LEVEL, RESAMPLES, pool_tracks, track_intervals, with_intervals
+from metalcore.evaluation.calibration import level_ece, reliability_figure, temper
+from metalcore.evaluation.embeddings import Features, penultimate, write_projector
 from metalcore.inference.checkpoint import Classifier
-from metalcore.inference.tracks import Outcome, predict_files
+from metalcore.inference.tracks import Outcome, TrackPrediction, predict_files
 from metalcore.training.metrics import classification_metrics
 from metalcore.training.plots import confusion_figure
 
@@ -83,6 +90,58 @@ def track_rows(outcomes: list[Outcome], truth: list[str], classes: list[str]) ->
     )
 
 
+def clip_arrays(done: list[tuple[TrackPrediction, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every segment of the predicted tracks: probabilities, its track's label, its track's index."""
+    return (
+        np.concatenate([p.segment_probs for p, _ in done]),
+        np.concatenate([np.full(len(p.starts), label) for p, label in done]),
+        np.concatenate([np.full(len(p.starts), i) for i, (p, _) in enumerate(done)]),
+    )
+
+
+def scored(done: list[tuple[TrackPrediction, int]], num_classes: int, seed: int = 0) -> dict:
+    """Clip- and track-level scores, each with its 95 % interval from the bootstrap over tracks."""
+    clips = clip_arrays(done)
+    track_probs = np.stack([p.probs for p, _ in done])
+    track_labels = np.array([label for _, label in done])
+    results = {"clip": score(clips[0], clips[1], num_classes), "track": score(track_probs, track_labels, num_classes)}
+    return with_intervals(results, track_intervals(*clips, seed=seed))
+
+
+def calibration(raw: tuple[np.ndarray, np.ndarray, np.ndarray], temperature: float) -> dict:
+    """ECE per track and per clip of the uncalibrated clips ``raw``: without the temperature, then with it."""
+    return {
+        "temperature": temperature,
+        **{
+            f"{level}_ece": {"before": level_ece(raw, 1.0, level), "after": level_ece(raw, temperature, level)}
+            for level in ("track", "clip")
+        },
+    }
+
+
+def predicted(
+    classifier: Classifier,
+    tracks: list[tuple[Path, str]],
+    hop_seconds: float | None,
+    batch_size: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    features: Features | None = None,
+) -> tuple[list[Outcome], list[tuple[TrackPrediction, int]], list[np.ndarray | None]]:
+    """Every track's outcome; the predicted ones with their true class index; and, when ``features``
+    collects them, each predicted track's pooled penultimate features."""
+    classes = classifier.classes
+    outcomes, done, pooled = [], [], []
+    for outcome, (_, true) in zip(
+        predict_files(classifier, [path for path, _ in tracks], hop_seconds, batch_size, transform=transform), tracks
+    ):
+        outcomes.append(outcome)
+        taken = features.take() if features is not None else None  # a failed track's are dropped too
+        if outcome.prediction is not None:
+            done.append((outcome.prediction, classes.index(true)))
+            pooled.append(taken)
+    return outcomes, done, pooled
+
+
 def evaluate(
     classifier: Classifier,
     tracks: list[tuple[Path, str]],
@@ -90,37 +149,52 @@ def evaluate(
     hop_seconds: float | None = None,
     batch_size: int = 32,
     source: str = "",
+    embeddings: str | None = None,
 ) -> dict:
-    """Predict every track, score clips and tracks, write the three outputs; returns metrics.json's content."""
+    """Predict every track, score clips and tracks with intervals, check calibration, write the outputs.
+
+    Writes metrics.json, confusion.png, reliability.png and tracks.csv; with ``embeddings`` (the
+    split's name for the metadata) also each track's pooled penultimate features for TensorBoard's
+    projector in ``embeddings/``. Returns metrics.json's content.
+    """
     classes = classifier.classes
     unknown = sorted({label for _, label in tracks} - set(classes))
     if unknown:
         raise UserError(f"{source}: class folders {unknown} are not classes this model knows ({classes})")
-    outcomes = list(predict_files(classifier, [path for path, _ in tracks], hop_seconds, batch_size))
-    truth = [label for _, label in tracks]
-    done = [(o.prediction, classes.index(t)) for o, t in zip(outcomes, truth) if o.prediction is not None]
+    with penultimate(classifier) if embeddings else nullcontext() as features:
+        outcomes, done, vectors = predicted(classifier, tracks, hop_seconds, batch_size, features=features)
     if not done:
         raise UserError(f"{source}: none of the {len(tracks)} tracks could be decoded")
-    track_probs = np.stack([p.probs for p, _ in done])
-    track_labels = np.array([label for _, label in done])
-    clip_probs = np.concatenate([p.segment_probs for p, _ in done])
-    clip_labels = np.concatenate([np.full(len(p.starts), label) for p, label in done])
+    probs, labels, track_of = clip_arrays(done)
+    raw = (temper(probs, 1 / classifier.temperature), labels, track_of)  # the checkpoint's temperature undone
     metrics = {
         "checkpoint": str(classifier.checkpoint),
         "data": source,
         "classes": classes,
         "segment_seconds": classifier.segment_seconds,
         "hop_seconds": hop_seconds or classifier.segment_seconds,
-        "counts": {"tracks": len(done), "clips": len(clip_labels), "failed": len(tracks) - len(done)},
-        "clip": score(clip_probs, clip_labels, len(classes)),
-        "track": score(track_probs, track_labels, len(classes)),
+        "counts": {
+            "tracks": len(done),
+            "clips": sum(len(p.starts) for p, _ in done),
+            "failed": len(tracks) - len(done),
+        },
+        **scored(done, len(classes)),
+        "bootstrap": {"unit": "track", "resamples": RESAMPLES, "level": LEVEL, "seed": 0},
+        "calibration": calibration(raw, classifier.temperature),
         "failed": [{"path": str(o.path), "error": o.error} for o in outcomes if o.prediction is None],
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "metrics.json", metrics)
-    figure = confusion_figure(np.array(metrics["track"]["confusion"]), classes, f"{source}, per track")
-    with atomic_file(output_dir / "confusion.png") as f:
-        figure.savefig(f, format="png", dpi=120)
+    save_figure(
+        confusion_figure(np.array(metrics["track"]["confusion"]), classes, f"{source}, per track"),
+        output_dir / "confusion.png",
+    )
+    curves = {
+        "before": pool_tracks(*raw)[:2],
+        f"after (T = {classifier.temperature:.3g})": pool_tracks(probs, labels, track_of)[:2],
+    }
+    save_figure(reliability_figure(curves, "per track"), output_dir / "reliability.png")
+    truth = [label for _, label in tracks]
     rows = track_rows(outcomes, truth, classes)
     header = [
         "path",
@@ -135,4 +209,16 @@ def evaluate(
         "error",
     ]
     write_csv(output_dir / "tracks.csv", header, [[row.get(k, "") for k in header] for row in rows])
+    if embeddings:
+        header = ["track", "class", "split", "predicted", "confidence", "correct"]
+        metadata = [
+            [p.path.name, classes[label], embeddings, p.label, f"{p.confidence:.3f}", str(p.label == classes[label])]
+            for p, label in done
+        ]
+        write_projector(output_dir / "embeddings", vectors, metadata, header)
     return metrics
+
+
+def save_figure(figure, path: Path) -> None:
+    with atomic_file(path) as f:
+        figure.savefig(f, format="png", dpi=120)

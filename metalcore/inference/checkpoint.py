@@ -69,9 +69,11 @@ class Classifier(nn.Module):
         sample_rate: int,
         channels: int,
         segment_seconds: float,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.frontend, self.net = frontend, net
+        self.temperature = float(temperature)  # fitted after training (metalcore.evaluation.calibration)
         self.classes = list(classes)
         self.sample_rate, self.channels, self.segment_seconds = int(sample_rate), int(channels), float(segment_seconds)
         self.segment_samples = round(self.segment_seconds * self.sample_rate)
@@ -86,8 +88,9 @@ class Classifier(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """``(batch, channels, samples)`` float in [-1, 1) -> probabilities ``(batch, classes)`` in fp32."""
-        return self.net(self.frontend(audio)).float().softmax(-1)
+        """``(batch, channels, samples)`` float in [-1, 1) -> probabilities ``(batch, classes)`` in fp32,
+        calibrated: the logits are divided by the checkpoint's temperature."""
+        return (self.net(self.frontend(audio)).float() / self.temperature).softmax(-1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:
@@ -130,6 +133,7 @@ class Classifier(nn.Module):
             sample_rate=spec.sample_rate,
             channels=spec.channels,
             segment_seconds=spec.segment_seconds,
+            temperature=float((checkpoint.get("calibration") or {}).get("temperature", 1.0)),
         )
         try:
             classifier.load_state_dict(checkpoint["state_dict"])

@@ -42,6 +42,7 @@ def metadata(classifier: Classifier) -> dict:
         "sample_rate": classifier.sample_rate,
         "channels": classifier.channels,
         "segment_seconds": classifier.segment_seconds,
+        "temperature": classifier.temperature,
         "input": "audio: float32 (batch, channels, samples) in [-1, 1)",
         "output": "probs: float32 (batch, classes)",
     }

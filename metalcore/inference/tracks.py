@@ -10,7 +10,7 @@ decoded block, whatever the length of the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +81,18 @@ def windows(blocks: Iterable[np.ndarray], length: int, hop: int) -> Iterator[tup
 
 @torch.inference_mode()
 def predict_track(
-    classifier: Classifier, path: str | Path, hop_seconds: float | None = None, batch_size: int = 32
+    classifier: Classifier,
+    path: str | Path,
+    hop_seconds: float | None = None,
+    batch_size: int = 32,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TrackPrediction:
     """Decode ``path`` once and score every segment window; raises DecodeError for unusable files.
 
     ``hop_seconds`` defaults to one segment length (windows side by side). On CUDA the network runs
     under bf16 autocast (the front-end and GRU keep fp32 themselves); elsewhere in fp32.
+    ``transform`` changes the whole decoded track (int16 ``(frames, channels)``) before windowing:
+    the perturbations of ``evaluate --perturb``; it holds the track in memory.
     """
     path = Path(path)
     length = classifier.segment_samples
@@ -111,8 +117,11 @@ def predict_track(
             frames += len(block)
             yield block
 
+    blocks: Iterable[np.ndarray] = audible(path, classifier.sample_rate, classifier.channels)
+    if transform is not None:
+        blocks = [transform(np.concatenate(list(blocks)))]
     filled = 0
-    for start, window in windows(counted(audible(path, classifier.sample_rate, classifier.channels)), length, hop):
+    for start, window in windows(counted(blocks), length, hop):
         batch[filled].copy_(torch.from_numpy(window.T))
         starts.append(start)
         filled += 1
@@ -146,6 +155,7 @@ def predict_files(
     hop_seconds: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Outcome]:
     """``predict_track`` for each file in turn; a file that cannot be decoded gives an ``error``, never stops the rest.
 
@@ -154,7 +164,7 @@ def predict_files(
     with tqdm(paths, unit="track", desc="predicting", disable=None if progress and len(paths) > 1 else True) as bar:
         for path in bar:
             try:
-                yield Outcome(Path(path), predict_track(classifier, path, hop_seconds, batch_size))
+                yield Outcome(Path(path), predict_track(classifier, path, hop_seconds, batch_size, transform))
             except DecodeError as err:
                 yield Outcome(Path(path), error=err.reason)
 

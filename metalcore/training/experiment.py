@@ -119,12 +119,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     val = validation_scores(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
-    test = module.results["test"]
     if trainer.is_global_zero:
-        log.info("test per clip:  acc %.4f  f1 %.4f", test["clip"]["acc"], test["clip"]["f1"])
-        log.info("test per track: acc %.4f  f1 %.4f", test["track"]["acc"], test["track"]["f1"])
         log.info("outputs in %s", cfg.paths.output_dir)
-    return {"val": val, "test": test}
+    return {"val": val, "test": module.results["test"]}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

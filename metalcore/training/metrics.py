@@ -1,20 +1,22 @@
 """Scores for clips and for whole tracks, the way the study reported them and the way it should have.
 
-The study's figures are weighted averages over clips; we report those, their macro averages, AUROC
-and the confusion matrix, and the same again per track after pooling each track's clip
-probabilities. AUROC is undefined when a split holds one class only; it is then reported as NaN
-rather than failing the run.
+The study's figures are weighted averages over clips; we report those, their macro averages, AUROC,
+PR-AUC (average precision) and the confusion matrix, and the same again per track after pooling each
+track's clip probabilities. AUROC and PR-AUC are undefined when a split lacks a class; they are then
+reported as NaN rather than failing the run.
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
+    MulticlassAveragePrecision,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
@@ -43,18 +45,27 @@ def logged_names() -> list[str]:
     ]
 
 
+def _absent_class(metric: MulticlassAUROC | MulticlassAveragePrecision) -> bool:
+    target = torch.cat(metric.target) if isinstance(metric.target, list) else metric.target
+    return target.numel() == 0 or torch.unique(target).numel() < metric.num_classes
+
+
 class SafeAUROC(MulticlassAUROC):
     """Macro AUROC that yields NaN instead of an error or a misleading 0 when a class is absent."""
 
     def compute(self) -> torch.Tensor:
-        target = torch.cat(self.target) if isinstance(self.target, list) else self.target
-        if target.numel() == 0 or torch.unique(target).numel() < self.num_classes:
-            return torch.tensor(float("nan"), device=target.device)
-        return super().compute()
+        return torch.tensor(float("nan"), device=self.device) if _absent_class(self) else super().compute()
+
+
+class SafeAveragePrecision(MulticlassAveragePrecision):
+    """Macro PR-AUC (average precision) that yields NaN when a class is absent, as ``SafeAUROC`` does."""
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor(float("nan"), device=self.device) if _absent_class(self) else super().compute()
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
-    """Accuracy, precision, recall and F1 (macro and weighted) and macro AUROC, on probabilities."""
+    """Accuracy, precision, recall and F1 (macro and weighted), macro AUROC and PR-AUC, on probabilities."""
     kw = {"num_classes": num_classes}
     return MetricCollection(
         {
@@ -66,6 +77,7 @@ def classification_metrics(num_classes: int) -> MetricCollection:
             "recall_weighted": MulticlassRecall(average="weighted", **kw),
             "f1_weighted": MulticlassF1Score(average="weighted", **kw),
             "auroc": SafeAUROC(**kw),
+            "pr_auc": SafeAveragePrecision(**kw),
         }
     )
 
@@ -89,11 +101,13 @@ class TrackPooling(Metric):
         self.labels.append(labels)
         self.tracks.append(tracks)
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(track ids, mean probabilities [n, classes], labels)`` for each track seen.
+    def compute(self) -> tuple[torch.Tensor, ...]:
+        """``(track ids, mean probabilities [n, classes], labels)`` for each track seen, then the clips
+        as collected (track ids, probabilities, labels), which the cluster bootstrap resamples.
 
-        Read it through ``pooled_tracks``: torchmetrics squeezes one-element results, so with a single
-        track (a sanity-check batch of 60 clips of one song) the ids and labels would come back 0-d.
+        Read it through ``pooled_tracks`` and ``pooled_clips``: torchmetrics squeezes one-element
+        results, so with a single track (a sanity-check batch of 60 clips of one song) the ids and
+        labels would come back 0-d.
         """
         tracks, probs, labels = (
             torch.cat(x) if isinstance(x, list) else x for x in (self.tracks, self.probs, self.labels)
@@ -104,10 +118,20 @@ class TrackPooling(Metric):
             0, inverse, torch.ones_like(inverse, dtype=torch.float)
         )
         track_labels = torch.zeros(len(ids), dtype=labels.dtype, device=labels.device).scatter_(0, inverse, labels)
-        return ids, sums / counts[:, None], track_labels
+        return ids, sums / counts[:, None], track_labels, tracks, probs, labels
 
 
 def pooled_tracks(pooling: TrackPooling) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-track probabilities ``(tracks, classes)`` and labels ``(tracks,)``, whatever the count."""
-    _, probs, labels = pooling.compute()
+    _, probs, labels, *_ = pooling.compute()
     return probs.reshape(-1, probs.shape[-1]), labels.reshape(-1)
+
+
+def pooled_clips(pooling: TrackPooling) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every clip seen, gathered from all processes, on the CPU: probabilities, labels, track ids."""
+    *_, tracks, probs, labels = pooling.compute()
+    return (
+        probs.reshape(-1, probs.shape[-1]).double().cpu().numpy(),
+        labels.reshape(-1).cpu().numpy(),
+        tracks.reshape(-1).cpu().numpy(),
+    )

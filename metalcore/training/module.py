@@ -30,7 +30,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from metalcore.models.base import Network
-from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
+from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_clips, pooled_tracks
 
 HELD_OUT = ("val", "test")
 # Lightning advises sync_dist=True for epoch values logged under DDP; these are reduced already (see above)
@@ -75,6 +75,9 @@ class GenreClassifier(LightningModule):
         # the scores of the last validation and test runs, {"val"|"test": {"clip": {...}, "track": {...}}},
         # for callbacks and the caller; test scores also hold the confusion matrices
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        # the last validation's and test's clips (probabilities, labels, track ids): what the bootstrap
+        # intervals and the temperature fit need
+        self.held_out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def configure_model(self) -> None:
         """``compile_cnn``: compile the part the network names (``Network.compilable``) with ``torch.compile``.
@@ -141,6 +144,7 @@ class GenreClassifier(LightningModule):
         loss = self.loss[stage].compute()
         clip = {k: float(v) for k, v in self.clip_metrics[stage].compute().items()}
         track_probs, track_labels = pooled_tracks(self.pooling[stage])
+        self.held_out[stage] = pooled_clips(self.pooling[stage])
         track = {k: float(v) for k, v in self.track_metrics[stage](track_probs, track_labels).items()}
         for metric in (self.loss[stage], self.clip_metrics[stage], self.track_metrics[stage], self.pooling[stage]):
             metric.reset()

@@ -7,6 +7,7 @@ track, the validation scores of the tested checkpoint, split sizes, the environm
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,13 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from metalcore.core.files import write_json, write_text
+from metalcore.evaluation import heldout
+from metalcore.evaluation.calibration import store_temperature
 from metalcore.training.timing import timings
 
 HPARAM_GROUPS = ("data", "features", "model", "module", "trainer", "seed")
+
+log = logging.getLogger("metalcore.train")
 
 
 def validation_scores(trainer: Trainer) -> dict[str, float]:
@@ -64,7 +69,8 @@ class RunRecord(Callback):
         return {
             "classes": pl_module.classes,
             "seed": self.seed,
-            "test": pl_module.results["test"],
+            # test scores with their 95 % intervals, the bootstrap settings, the fitted temperature
+            **heldout.summary(pl_module.results["test"], pl_module.held_out, self.seed or 0),
             "counts": trainer.datamodule.counts() if trainer.datamodule is not None else None,
             "epochs": trainer.current_epoch,
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
@@ -90,6 +96,17 @@ class RunRecord(Callback):
         if not trainer.is_global_zero:
             return
         write_json(self.output_dir / "metrics.json", metrics)
+        heldout.write_test_tracks(
+            self.output_dir / heldout.FILE,
+            trainer.datamodule.tracks("test"),
+            pl_module.classes,
+            pl_module.held_out["test"],
+        )
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:  # predict, evaluate and export read the temperature from the checkpoint they are given
+            store_temperature(Path(best), metrics["calibration"])
+        for line in heldout.log_lines(metrics):
+            log.info("%s", line)
         if self.config is None:
             return
         write_text(self.output_dir / "config.yaml", yaml.safe_dump(dict(self.config), sort_keys=False))
