@@ -17,6 +17,8 @@ from torch import nn
 from metalcore.core.errors import UserError
 
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
+# front-end settings of older checkpoints that moved to training augmentation (conf/augment): not needed here
+MOVED_TO_AUGMENT = ("freq_mask", "time_mask", "num_masks")
 
 
 def best_device() -> torch.device:
@@ -114,8 +116,9 @@ class Classifier(nn.Module):
         ):
             raise UserError(f"{path}: not a metalcore checkpoint (it holds no model spec); {CHECKPOINT_HELP}")
         data = spec["data"]
+        features = {k: v for k, v in spec["features"].items() if k not in MOVED_TO_AUGMENT}
         classifier = cls(
-            _build(spec["features"], "front-end", path),
+            _build(features, "front-end", path),
             _build(spec["model"], "model", path),
             classes=spec["classes"],
             sample_rate=data["sample_rate"],

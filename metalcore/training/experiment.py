@@ -58,15 +58,16 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
     }
     # spec goes in after instantiation: passed to instantiate, its _target_ nodes would become modules
     # pickled into the checkpoint instead of the plain configs that metalcore.inference rebuilds from.
+    augment = make(cfg.augment) if cfg.get("augment") else None
     module = make(cfg.module, _partial_=True)(
-        frontend=frontend.train(), net=net.train(), classes=datamodule.classes, spec=spec
+        frontend=frontend.train(), net=net.train(), classes=datamodule.classes, spec=spec, augment=augment
     )
     return datamodule, module
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The swept and tuned settings as flat scalars, for TensorBoard's hparams view."""
-    keep = {"data", "features", "model", "module", "trainer", "seed"}
+    keep = {"data", "features", "augment", "model", "module", "trainer", "seed"}
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:

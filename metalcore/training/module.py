@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from metalcore.models.augment import Augment
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_tracks
 from metalcore.training.plots import confusion_figure, spectrogram_image
 
@@ -38,10 +39,13 @@ class GenreClassifier(LightningModule):
         spec: dict | None = None,
         spectrogram_images: int = 4,
         compile_cnn: bool = False,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
         self.frontend, self.net = frontend, net
+        # used in training_step only; it holds no weights, so checkpoints are the same without it
+        self.augment = augment if augment is not None else Augment()
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.spectrogram_images = spectrogram_images
@@ -75,8 +79,9 @@ class GenreClassifier(LightningModule):
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         audio, labels, _ = batch
-        logits = self(audio).float()
-        loss = F.cross_entropy(logits, labels)
+        audio, targets = self.augment(audio, labels, len(self.classes))
+        logits = self.net(self.augment.transform_spectrogram(self.frontend(audio))).float()
+        loss = F.cross_entropy(logits, targets)
         self.train_metrics.update(logits.detach().softmax(-1), labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         return loss
@@ -122,7 +127,7 @@ class GenreClassifier(LightningModule):
         return {"clip": clip, "track": track}
 
     def on_train_epoch_end(self) -> None:
-        """The epoch's clip metrics on the random training crops (SpecAugment on, dropout active)."""
+        """The epoch's clip metrics on the random training crops (augmented, dropout active)."""
         scores = {f"train/{k}": float(v) for k, v in self.train_metrics.compute().items()}
         self.train_metrics.reset()
         self.log_dict({k: v for k, v in scores.items() if np.isfinite(v)}, sync_dist=True)
