@@ -25,10 +25,12 @@ from metalcore.core.files import write_csv
 from metalcore.data.catalogue import scan
 from metalcore.data.demo import DemoSet
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid
-from metalcore.data.split import SPLITS, Split, check_fractions
+from metalcore.data.split import SPLITS, Split, artist_key, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 
 log = logging.getLogger(__name__)
+# how training crops are spread: per_track crops from every track, or the same number for every artist
+SAMPLINGS = ("track", "artist")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class MusicDataModule(LightningDataModule):
         output_dir: str | None = None,
         demo: DemoSet | None = None,
         workers_for_decoding: int = 0,
+        sampling: str = "track",
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
@@ -78,6 +81,9 @@ class MusicDataModule(LightningDataModule):
                 f"{segments_per_track} and data.batch_size={batch_size} must be positive"
             )
         check_fractions(val_fraction, test_fraction)
+        if sampling not in SAMPLINGS:
+            raise UserError(f"data.sampling={sampling!r} is not one of {SAMPLINGS}")
+        self.sampling = sampling
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
         self.sample_rate, self.channels = sample_rate, channels
@@ -225,7 +231,15 @@ class MusicDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
-        return self._loader("train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed))
+        groups = self.train_artists() if self.sampling == "artist" else None
+        return self._loader(
+            "train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed, groups)
+        )
+
+    def train_artists(self) -> list[str]:
+        """The artist of each training track, as the split compares them; a track without one is its own."""
+        rows = np.flatnonzero(self._splits == "train")
+        return [artist_key(self._library.artists[i]) or f"\0{i}" for i in rows]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self._grid("val"))

@@ -48,7 +48,7 @@ class Split:
         """
         check_fractions(val_fraction, test_fraction)
         if self.group_by == "artist":
-            groups = [" ".join(a.split()).casefold() for a in artists]
+            groups = [artist_key(a) for a in artists]
         else:
             groups = list(contents) if contents is not None else list(range(len(labels)))
         members: dict = defaultdict(list)
@@ -87,6 +87,11 @@ class Split:
                         f"(class '{label}' has {totals[label]} tracks, grouped by {self.group_by}); "
                         f"add tracks or change the fractions{advice}"
                     )
+
+
+def artist_key(name: str) -> str:
+    """An artist's name as the split compares it: case and spacing ignored ("Band " is "band")."""
+    return " ".join(name.split()).casefold()
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
