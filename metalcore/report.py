@@ -10,6 +10,9 @@ never reached are counted from ``multirun.yaml``.
 
     python -m metalcore.report multirun/2025-01-01/12-00-00 --metric test.track.f1 \
         --output ablation.csv --plot ablation.png
+
+``--gap`` adds the artist effect (``experiment=artist_effect``): each configuration's score held out
+by track minus held out by artist, with intervals over seeds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, write_csv
+from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, render_gaps, write_csv
+
+ARTIST_GAP = "data.split.group_by=track,artist"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,11 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the table as CSV here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the metric against each swept parameter here")
     parser.add_argument("--per-job", action="store_true", help="one row per job instead of pooling seeds")
+    parser.add_argument(
+        "--gap",
+        nargs="?",
+        const=ARTIST_GAP,
+        metavar="KEY=SEEN,UNSEEN",
+        help=f"also tabulate the metric with KEY=SEEN minus with KEY=UNSEEN per configuration (default {ARTIST_GAP})",
+    )
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
         parser.error(f"{args.multirun_dir} is not a folder")
+    if args.gap and (args.gap.count("=") != 1 or args.gap.split("=")[1].count(",") != 1):
+        parser.error(f"--gap {args.gap}: expected KEY=SEEN,UNSEEN, e.g. {ARTIST_GAP}")
     sweep = load(args.multirun_dir, args.metric, args.per_job)
     print(render(sweep))
+    if args.gap:
+        key, values = args.gap.split("=")
+        print("\n" + render_gaps(sweep, key, *values.split(",")))
     if args.output:
         write_csv(args.output, sweep.groups, sweep.keys, sweep.columns)
         print(f"\ntable written to {args.output}")
