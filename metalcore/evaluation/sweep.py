@@ -386,9 +386,9 @@ def render_gaps(sweep: Sweep, by: str, seen: str, unseen: str) -> str:
     lines = [
         f"## Gap: {sweep.metric} with {by}={seen} minus with {by}={unseen}",
         "",
-        "Mean over seeds; intervals are Student's t over the per-seed gaps (and, in the last column, over the "
-        "per-seed differences from the first row's gaps); an interval that excludes 0 is a change larger than "
-        "the spread between seeds.",
+        "Means over the seeds that finished both splits; intervals are Student's t over the per-seed gaps (and, "
+        "in the last column, over the per-seed differences from the first row's gaps); an interval that "
+        "excludes 0 is a change larger than the spread between seeds.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -398,7 +398,7 @@ def render_gaps(sweep: Sweep, by: str, seen: str, unseen: str) -> str:
         own = row.gaps
         change = [own[s] - base[s] for s in own if s in base]
         cells = [_short(row.values[k]) for k in keys] + [str(len(own))]
-        cells += [_cell(*t_interval(list(side.values()))[:1], math.nan) for side in (row.seen, row.unseen)]
+        cells += [_cell(*t_interval([side[s] for s in own])[:1], math.nan) for side in (row.seen, row.unseen)]
         cells += [_interval(*t_interval(list(own.values()))[:2])]
         cells += ["(reference)" if row is rows[0] else _interval(*t_interval(change)[:2])]
         lines.append("| " + " | ".join(cells) + " |")
