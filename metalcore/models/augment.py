@@ -309,7 +309,8 @@ class Augment(nn.Module):
     def random(self, device: torch.device) -> Random:
         """This run's draws on ``device``, made on first use."""
         if self._random is None or self._random.device != device:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            rank = torch.distributed.get_rank() if distributed else 0
             self._random = Random(np.random.SeedSequence([self.seed, rank]).generate_state(1)[0], device)
         return self._random
 
