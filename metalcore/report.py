@@ -14,6 +14,9 @@ never reached are counted from ``multirun.yaml``.
 
     python -m metalcore.report multirun/2025-01-01/12-00-00 --metric test.track.f1 \
         --output ablation.csv --plot ablation.png
+
+``--gap`` adds the artist effect (``experiment=artist_effect``): each configuration's score held out
+by track minus held out by artist, with intervals over seeds.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from metalcore.core import files
 from metalcore.core.errors import UserError
 from metalcore.core.files import writable_file
 from metalcore.evaluation.pooled import render_pooled
-from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, write_csv
+from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, render_gaps, write_csv
+
+ARTIST_GAP = "data.split.group_by=track,artist"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="P",
         help="list held-out tracks put in another class with at least this confidence (default 0.8)",
     )
+    parser.add_argument(
+        "--gap",
+        nargs="?",
+        const=ARTIST_GAP,
+        metavar="KEY=SEEN,UNSEEN",
+        help=f"also tabulate the metric with KEY=SEEN minus with KEY=UNSEEN per configuration (default {ARTIST_GAP})",
+    )
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
         parser.error(f"{args.multirun_dir} is not a folder")
+    if args.gap and (args.gap.count("=") != 1 or args.gap.split("=")[1].count(",") != 1):
+        parser.error(f"--gap {args.gap}: expected KEY=SEEN,UNSEEN, e.g. {ARTIST_GAP}")
     for option, path in (("--output", args.output), ("--plot", args.plot)):
         try:
             if path is not None:
@@ -70,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (header, rows) in tables.items():
         files.write_csv(args.multirun_dir / name, header, rows)
         print(f"{name} written to {args.multirun_dir / name}")
+    if args.gap:
+        key, values = args.gap.split("=")
+        print("\n" + render_gaps(sweep, key, *values.split(",")))
     if args.output:
         write_csv(args.output, sweep.groups, sweep.keys, sweep.columns)
         print(f"\ntable written to {args.output}")

@@ -28,10 +28,12 @@ from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid, to_float
-from metalcore.data.split import SPLITS, Split, check_fractions
+from metalcore.data.split import SPLITS, Split, artist_key, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 
 log = logging.getLogger(__name__)
+# how training crops are spread: per_track crops from every track, or the same number for every artist
+SAMPLINGS = ("track", "artist")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class MusicDataModule(LightningDataModule):
         demo: DemoSet | None = None,
         workers_for_decoding: int = 0,
         on_device: str | bool = "auto",
+        sampling: str = "track",
     ) -> None:
         super().__init__()
         if channels not in (1, 2):
@@ -92,6 +95,9 @@ class MusicDataModule(LightningDataModule):
         check_fractions(val_fraction, test_fraction)
         resolve(on_device, 0, torch.device("cpu"))  # a bad value fails here, before any decoding
         self.on_device = on_device
+        if sampling not in SAMPLINGS:
+            raise UserError(f"data.sampling={sampling!r} is not one of {SAMPLINGS}")
+        self.sampling = sampling
         self.root, self.demo = Path(root).expanduser().absolute(), demo
         self.cache = AudioCache(Path(cache_dir).expanduser().absolute(), sample_rate, channels)
         self.sample_rate, self.channels = sample_rate, channels
@@ -289,7 +295,15 @@ class MusicDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
-        return self._loader("train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed))
+        groups = self.train_artists() if self.sampling == "artist" else None
+        return self._loader(
+            "train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed, groups)
+        )
+
+    def train_artists(self) -> list[str]:
+        """The artist of each training track, as the split compares them; a track without one is its own."""
+        rows = np.flatnonzero(self._splits == "train")
+        return [artist_key(self._library.artists[i]) or f"\0{i}" for i in rows]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self._grid("val"))

@@ -7,6 +7,13 @@ palm-muted grooves with half-time breakdowns. Both use distorted guitars, bass, 
 levels, so a model has to hear rhythm and texture rather than one loudness or brightness number.
 Every track draws its tempo, key, gain, mix, stereo width and noise from a seeded generator, so
 the same seed gives byte-identical audio.
+
+With ``artists`` set, the set also carries an artist effect to measure and train away: every band
+has a production fingerprint kept across its tracks (EQ tilt, reverb, compression, noise floor,
+stereo width, tuning). The few prolific bands of each genre, which a split by artist places in
+training (its largest groups go first), sound the way their genre is expected to; the long tail
+of small bands has production unrelated to genre. ``crossover`` blurs the genres themselves, so
+that a model can lean on production instead.
 """
 
 from __future__ import annotations
@@ -74,6 +81,11 @@ _TITLES = {
     ),
 }
 
+# A genre's expected production, as signs of the fingerprint's axes (see Production.from_axes): metal
+# bright, roomy, lightly compressed, clean, wide and tuned low; hardcore the opposite.
+_METAL_SOUND = np.array([1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
+_STEREOTYPE = {"metal": _METAL_SOUND, "hardcore": -_METAL_SOUND}
+
 _Events = list[tuple[int, float, str]]  # (step, semitones or velocity, articulation or drum)
 
 
@@ -120,8 +132,11 @@ def _hardcore_section(rng: np.random.Generator, bars: int, breakdown: bool) -> t
     return guitar, drums
 
 
-def _arrange(genre: str, rng: np.random.Generator, steps: int) -> tuple[_Events, _Events]:
-    """Sections of 2-4 bars until ``steps`` are covered; hardcore alternates groove and breakdown."""
+def _arrange(genre: str, rng: np.random.Generator, steps: int, crossover: float = 0.0) -> tuple[_Events, _Events]:
+    """Sections of 2-4 bars until ``steps`` are covered; hardcore alternates groove and breakdown.
+
+    With ``crossover`` > 0 each section is played in the other genre's style with that probability.
+    """
     scale = _SCALES[rng.integers(len(_SCALES))]
     breakdown = bool(rng.random() < 0.5)
     guitar: _Events = []
@@ -129,7 +144,8 @@ def _arrange(genre: str, rng: np.random.Generator, steps: int) -> tuple[_Events,
     start = 0
     while start < steps:
         bars = int(rng.integers(2, 5))
-        if genre == "metal":
+        style = genre if crossover <= 0 or rng.random() >= crossover else next(g for g in GENRES if g != genre)
+        if style == "metal":
             g, d = _metal_section(rng, bars, scale)
         else:
             g, d = _hardcore_section(rng, bars, breakdown)
@@ -226,15 +242,92 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x)))) + 1e-12
 
 
-def render_track(genre: str, rng: np.random.Generator, seconds: float, sample_rate: int = 44100) -> np.ndarray:
-    """One synthetic ``genre`` track as float32 ``[2, round(seconds * sample_rate)]``, peak below 0.99."""
+@dataclass(frozen=True)
+class Production:
+    """How an artist records and mixes, kept across its tracks: what a model can learn instead of genre."""
+
+    tilt_db_per_octave: float  # EQ tilt around 1 kHz: > 0 bright, < 0 dark
+    reverb: float  # wet share of a room reverb
+    reverb_seconds: float  # its decay time (RT60)
+    compression: float  # 0 none .. 1 heavy (ratio 1:1 .. 8:1)
+    noise_db: float  # noise floor against the mix's RMS
+    width: float  # side level of the double-tracked guitars (0 mono)
+    tuning: float  # semitones the band tunes away from the track's key (fractional: detuned)
+
+    @classmethod
+    def from_axes(cls, z: np.ndarray) -> Production:
+        """A fingerprint from six numbers in [-1, 1], one per axis, in the order of the fields (reverb
+        amount and decay share an axis)."""
+        z = np.clip(np.asarray(z, dtype=float), -1.0, 1.0)
+        return cls(
+            tilt_db_per_octave=4.0 * z[0],
+            reverb=0.35 * (z[1] + 1) / 2,
+            reverb_seconds=0.3 + 0.9 * (z[1] + 1) / 2,
+            compression=(z[2] + 1) / 2,
+            noise_db=-50.0 + 15.0 * z[3],
+            width=0.75 + 0.6 * z[4],
+            tuning=2.5 * z[5],
+        )
+
+
+def artist_sound(genre: str, rng: np.random.Generator, confound: float) -> np.ndarray:
+    """An artist's fingerprint axes: ``confound`` of the genre's expected sound plus the rest drawn at random."""
+    return confound * _STEREOTYPE[genre] + (1.0 - confound) * rng.uniform(-1.0, 1.0, len(_METAL_SOUND))
+
+
+def _tilt(mix: np.ndarray, sample_rate: int, db_per_octave: float) -> np.ndarray:
+    """A straight-line EQ in dB per octave pivoting at 1 kHz (flat below 40 Hz, where it would explode)."""
+    freqs = np.maximum(np.fft.rfftfreq(mix.shape[-1], 1 / sample_rate), 40.0)
+    gain = (freqs / 1000.0) ** (db_per_octave / (20 * np.log10(2)))
+    return np.fft.irfft(np.fft.rfft(mix) * gain, n=mix.shape[-1]).astype(np.float32)
+
+
+def _compress(mix: np.ndarray, sample_rate: int, amount: float) -> np.ndarray:
+    """Downward compression above the mix's RMS, ratio 1 + 7 * amount, on a 10 ms level envelope."""
+    width = max(1, round(0.01 * sample_rate))
+    level = np.abs(mix).max(axis=0)
+    summed = np.cumsum(np.concatenate([np.zeros(width), level]))
+    envelope = (summed[width:] - summed[:-width]) / width + 1e-9
+    over = np.maximum(envelope / _rms(mix), 1.0)
+    return (mix * over ** (1 / (1 + 7 * amount) - 1)).astype(np.float32)
+
+
+def _reverb(mix: np.ndarray, rng: np.random.Generator, sample_rate: int, wet: float, seconds: float) -> np.ndarray:
+    """A room: decaying noise (different per channel, so it widens too) convolved with the mix."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    impulse = rng.standard_normal((2, len(t))) * np.exp(-6.9 * t / seconds)  # -60 dB after ``seconds``
+    n = mix.shape[-1] + len(t)
+    room = np.fft.irfft(np.fft.rfft(mix, n) * np.fft.rfft(impulse, n), n)[:, : mix.shape[-1]]
+    room *= _rms(mix) / _rms(room)
+    return ((1 - wet) * mix + wet * room).astype(np.float32)
+
+
+def render_track(
+    genre: str,
+    rng: np.random.Generator,
+    seconds: float,
+    sample_rate: int = 44100,
+    production: Production | None = None,
+    crossover: float = 0.0,
+) -> np.ndarray:
+    """One synthetic ``genre`` track as float32 ``[2, round(seconds * sample_rate)]``, peak below 0.99.
+
+    ``production`` records and mixes it the artist's way (otherwise gain, width and noise are the
+    track's own); ``crossover`` > 0 plays that share of sections in the other genre's style, at a
+    tempo drawn from one range for both genres.
+    """
     if genre not in GENRES:
         raise ValueError(f"unknown genre '{genre}'; choose one of {', '.join(GENRES)}")
     sr, n = sample_rate, round(seconds * sample_rate)
-    bpm = rng.uniform(170, 230) if genre == "metal" else rng.uniform(110, 150)
+    if crossover > 0:
+        bpm = rng.uniform(130, 200)
+    else:
+        bpm = rng.uniform(170, 230) if genre == "metal" else rng.uniform(110, 150)
     step = sr * 60 / bpm / 4  # samples per 16th note
     root = int(rng.integers(33, 43))  # MIDI A1..G2: the low string of a down-tuned guitar
-    guitar_events, drum_events = _arrange(genre, rng, int(np.ceil(n / step)) + 1)
+    guitar_events, drum_events = _arrange(genre, rng, int(np.ceil(n / step)) + 1, crossover)
+    if production is not None:
+        root += production.tuning
 
     drive, fifth = rng.uniform(4, 12), rng.uniform(0.2, 0.6)
     takes = [_take(guitar_events, rng, n, sr, step, root) for _ in range(2)]  # double-tracked, panned apart
@@ -247,13 +340,20 @@ def render_track(genre: str, rng: np.random.Generator, seconds: float, sample_ra
     bass_gain = 10 ** (rng.uniform(-12, -4) / 20) / _rms(bass)
     drum_gain = 10 ** (rng.uniform(-4, 2) / 20) / _rms(centre)
     width, cymbal_pan = rng.uniform(0.4, 1.0), rng.uniform(-0.5, 0.5)
+    if production is not None:
+        width = production.width
     mid = gtr_gain / 2 * (left + right) + drum_gain * (centre + cymbals) + bass_gain * bass
     side = gtr_gain * width / 2 * (left - right) - drum_gain * cymbal_pan * cymbals
     mix = np.stack([mid + side, mid - side])
+    if production is not None:
+        mix = _tilt(mix, sr, production.tilt_db_per_octave)
+        mix = _compress(mix, sr, production.compression)
+        mix = _reverb(mix, rng, sr, production.reverb, production.reverb_seconds)
     level = 10 ** (rng.uniform(-20, -13) / 20)
     mix *= np.float32(level / _rms(mix))
     hiss = rng.random(mix.shape, dtype=np.float32) - np.float32(0.5)  # room and amp noise, RMS 1/sqrt(12)
-    mix += np.float32(level * 12**0.5 * 10 ** (rng.uniform(-55, -35) / 20)) * hiss
+    noise_db = rng.uniform(-55, -35) if production is None else production.noise_db
+    mix += np.float32(level * 12**0.5 * 10 ** (noise_db / 20)) * hiss
     return np.float32(0.99) * np.tanh(mix / np.float32(0.99))  # soft limiter keeps peaks below 0.99
 
 
@@ -266,39 +366,96 @@ def _names(rng: np.random.Generator, words: tuple[tuple[str, ...], tuple[str, ..
     ]
 
 
+def artist_tracks(tracks: int, artists: int, prolific: int) -> list[int]:
+    """Tracks per artist: the ``prolific`` first artists share half of ``tracks``, the others the rest.
+
+    Shares are as even as they can be within each group; with no others, the prolific take all.
+    """
+    if not 1 <= artists <= tracks or not 0 <= prolific <= artists:
+        raise UserError(
+            f"data.demo.artists={artists} and data.demo.prolific={prolific}: need 1 <= artists <= "
+            f"tracks_per_class ({tracks}) and 0 <= prolific <= artists"
+        )
+    head = tracks // 2 if 0 < prolific < artists else (tracks if prolific else 0)
+    split = [(head, prolific), (tracks - head, artists - prolific)]
+    return [total // k + (i < total % k) for total, k in split if k for i in range(k)]
+
+
 def write_demo_set(
-    root: Path, tracks_per_class: int = 24, seconds: float = 30.0, seed: int = 0, sample_rate: int = 44100
+    root: Path,
+    tracks_per_class: int = 24,
+    seconds: float = 30.0,
+    seed: int = 0,
+    sample_rate: int = 44100,
+    artists: int = 0,
+    prolific: int = 2,
+    confound: float = 1.0,
+    crossover: float = 0.0,
 ) -> list[Path]:
     """Write ``root/<genre>/Artist - Title.{wav,flac}`` for both genres and return the files.
 
     Each class spreads its tracks over ``max(2, tracks_per_class // 3)`` invented bands (fewer when
     there are fewer tracks); formats alternate between wav and flac, so each band has both; the
     ``artist`` tag holds the band's name.
+
+    ``artists`` > 0 makes that many bands per class instead, each with a production fingerprint
+    (``Production``) kept across its tracks: the ``prolific`` first bands share half the class's
+    tracks and sound ``confound`` of the way towards their genre's expected sound, the others share
+    the rest and draw their sound at random. ``crossover`` blurs the genres (see ``render_track``).
     """
     files = []
     for genre, genre_seed in zip(GENRES, np.random.SeedSequence(seed).spawn(len(GENRES))):
         names_seed, *track_seeds = genre_seed.spawn(tracks_per_class + 1)
         names_rng = np.random.default_rng(names_seed)
-        artists = _names(names_rng, _BANDS[genre], max(2, tracks_per_class // 3))
+        bands = artists or max(2, tracks_per_class // 3)
+        names = _names(names_rng, _BANDS[genre], bands)
         titles = _names(names_rng, _TITLES[genre], tracks_per_class)
+        if artists:
+            counts = artist_tracks(tracks_per_class, artists, prolific)
+            band_of = np.repeat(np.arange(artists), counts)
+            sound_rng = np.random.default_rng(genre_seed.spawn(1)[0])  # a later child: the tracks' seeds stay
+            sounds = [artist_sound(genre, sound_rng, confound if a < prolific else 0.0) for a in range(artists)]
+        else:
+            band_of = [i * bands // tracks_per_class for i in range(tracks_per_class)]  # consecutive tracks
         folder = Path(root) / genre
         folder.mkdir(parents=True, exist_ok=True)
         for i, (title, track_seed) in enumerate(zip(titles, track_seeds)):
-            artist = artists[i * len(artists) // tracks_per_class]  # consecutive tracks, mixed formats
-            audio = render_track(genre, np.random.default_rng(track_seed), seconds, sample_rate)
-            path = folder / f"{artist} - {title}{'.wav' if i % 2 == 0 else '.flac'}"
+            artist = names[band_of[i]]
+            rng = np.random.default_rng(track_seed)
+            if artists:  # the band's sound, varied a little from take to take
+                production = Production.from_axes(sounds[band_of[i]] + rng.normal(0.0, 0.1, len(_METAL_SOUND)))
+                audio = render_track(genre, rng, seconds, sample_rate, production, crossover)
+            else:
+                audio = render_track(genre, rng, seconds, sample_rate)
+            path = folder / f"{artist} - {title}{'.wav' if i % 2 == 0 else '.flac'}"  # formats alternate
             files.append(write_audio(path, audio, sample_rate, tags={"artist": artist}))
     return files
 
 
 @dataclass(frozen=True)
 class DemoSet:
-    """What the Hydra data config ``synthetic`` asks for; the DataModule calls ``ensure(root)``."""
+    """What the Hydra data configs ``synthetic`` and ``artists`` ask for; the DataModule calls ``ensure(root)``.
+
+    The artist fields (see ``write_demo_set``) are recorded only when ``artists`` > 0, so a plain
+    demo set made before they existed is still recognised.
+    """
 
     tracks_per_class: int = 24
     seconds: float = 30.0
     seed: int = 0
     sample_rate: int = 44100
+    artists: int = 0
+    prolific: int = 2
+    confound: float = 1.0
+    crossover: float = 0.0
+
+    def params(self) -> dict:
+        """The parameters that make the set, as ``write_demo_set`` takes them and the marker records them."""
+        params = asdict(self)
+        if not self.artists:
+            for key in ("artists", "prolific", "confound", "crossover"):
+                del params[key]
+        return params
 
     def ensure(self, root: Path) -> Path:
         """Create the set at ``root`` unless it is already there; safe for concurrent callers.
@@ -312,8 +469,8 @@ class DemoSet:
             root.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
             try:
-                write_demo_set(staging, **asdict(self))
-                (staging / ".complete").write_text(json.dumps(asdict(self), sort_keys=True))
+                write_demo_set(staging, **self.params())
+                (staging / ".complete").write_text(json.dumps(self.params(), sort_keys=True))
                 os.rename(staging, root)
             except OSError:
                 if not self._is_here(root):  # no other process finished root first: a real failure
@@ -326,7 +483,7 @@ class DemoSet:
         """Whether ``root`` holds this set; raises if it holds something else."""
         marker = root / ".complete"
         if marker.is_file():
-            recorded, wanted = json.loads(marker.read_text()), asdict(self)
+            recorded, wanted = json.loads(marker.read_text()), self.params()
             if recorded != wanted:
                 raise UserError(
                     f"{root} holds a demo set made with {json.dumps(recorded, sort_keys=True)}, not the "

@@ -32,11 +32,18 @@ class RandomCrops(Sampler):
 
     The crops of epoch ``e`` depend only on ``(seed, e)``: Lightning calls ``set_epoch`` each epoch,
     and each pass also advances the epoch so plain loops draw new crops too.
+
+    With ``groups`` (one integer per track, e.g. its artist) the epoch keeps its length but every
+    group gets the same number of crops (within one), spread over its tracks at random: a band with
+    twenty tracks weighs as much as a band with one, so a prolific band does not define its class.
     """
 
-    def __init__(self, frames: np.ndarray, length: int, per_track: int, seed: int) -> None:
+    def __init__(
+        self, frames: np.ndarray, length: int, per_track: int, seed: int, groups: np.ndarray | None = None
+    ) -> None:
         self.room = np.maximum(np.asarray(frames, dtype=np.int64) - length, 0)
         self.per_track, self.seed, self.epoch = per_track, seed, 0
+        self.groups = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -47,9 +54,25 @@ class RandomCrops(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        tracks = rng.permutation(np.repeat(np.arange(len(self.room)), self.per_track))
+        if self.groups is None:
+            tracks = rng.permutation(np.repeat(np.arange(len(self.room)), self.per_track))
+        else:
+            tracks = self._balanced(rng)
         starts = (rng.random(len(tracks)) * (self.room[tracks] + 1)).astype(np.int64)
         return iter(zip(tracks.tolist(), starts.tolist()))
+
+    def _balanced(self, rng: np.random.Generator) -> np.ndarray:
+        """The epoch's tracks, shuffled: every group drawn equally often (the remainder by lot), and
+        within a group its tracks in turn, starting from a random one."""
+        n_groups, total = self.groups.max() + 1, len(self)
+        counts = np.full(n_groups, total // n_groups)
+        counts[rng.choice(n_groups, total % n_groups, replace=False)] += 1
+        slots = np.repeat(np.arange(n_groups), counts)  # (total,) the group of each crop, in group order
+        turn = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)  # the crop's number in its group
+        members = np.lexsort((rng.random(len(self.groups)), self.groups))  # tracks by group, shuffled within
+        first = np.searchsorted(self.groups[members], slots)
+        size = np.bincount(self.groups, minlength=n_groups)[slots]
+        return rng.permutation(members[first + turn % size])
 
 
 class Shard(DistributedSampler):

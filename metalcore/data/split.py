@@ -52,7 +52,7 @@ class Split:
         """
         contents = list(contents) if contents is not None else list(range(len(artists)))
         if self.group_by == "artist":
-            return [" ".join(a.split()).casefold() for a in artists]
+            return [artist_key(a) for a in artists]
         if self.group_by == "album":
             if albums is None:
                 raise ValueError("grouping by album needs the albums")
@@ -146,6 +146,11 @@ def deal(order: list, members: dict, labels: Sequence[str], shares: dict) -> dic
         filled[label, target] += len(members[group])
         placed[group] = target
     return placed
+
+
+def artist_key(name: str) -> str:
+    """An artist's name as the split compares it: case and spacing ignored ("Band " is "band")."""
+    return " ".join(name.split()).casefold()
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:

@@ -21,6 +21,8 @@ from metalcore.models.frontend import MelFrontend
 from metalcore.models.spec import ModelSpec
 
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
+# front-end settings of older checkpoints that moved to training augmentation (conf/augment): not needed here
+MOVED_TO_AUGMENT = ("freq_mask", "time_mask", "num_masks")
 
 
 def best_device() -> torch.device:
@@ -120,7 +122,8 @@ class Classifier(nn.Module):
             spec = ModelSpec.from_dict(raw)
         except ValueError as err:
             raise UserError(f"{path}: not a metalcore checkpoint ({err}); {CHECKPOINT_HELP}") from None
-        frontend = _build(spec.features, "front-end", path, MelFrontend)
+        features = {k: v for k, v in spec.features.items() if k not in MOVED_TO_AUGMENT}
+        frontend = _build(features, "front-end", path, MelFrontend)
         net = _build(spec.model, "model", path, Network)
         try:
             check_network(net, len(spec.classes), spec.channels, frontend.n_mels, frontend.frames(spec.segment_samples))

@@ -45,7 +45,8 @@ class MelFrontend(nn.Module):
     n_fft of 1024 at 44.1 kHz where the HTK scale would leave low bands empty.
 
     MelSpectrogram -> dB -> per-band standardisation (running statistics, like BatchNorm without
-    affine terms, so it is exported with the model) -> SpecAugment masks, in training only.
+    affine terms, so it is exported with the model). SpecAugment is training augmentation and lives
+    with the rest of it in ``metalcore.models.augment`` (the ``augment`` config group).
     """
 
     def __init__(
@@ -58,9 +59,6 @@ class MelFrontend(nn.Module):
         f_max: float | None = None,
         mel_scale: str = "slaney",
         top_db: float | None = 80.0,
-        freq_mask: int = 8,
-        time_mask: int = 24,
-        num_masks: int = 2,
     ) -> None:
         super().__init__()
         hop_length = hop_length or n_fft // 2
@@ -81,8 +79,6 @@ class MelFrontend(nn.Module):
                 f"features.n_mels={n_mels} is too many for features.n_fft={n_fft} at {sample_rate} Hz: "
                 f"{empty} Mel filters would be empty; lower n_mels or raise n_fft"
             )
-        if freq_mask >= n_mels:
-            raise UserError(f"features.freq_mask={freq_mask} must be smaller than features.n_mels={n_mels}")
         self.sample_rate, self.n_mels, self.n_fft, self.hop_length = sample_rate, n_mels, n_fft, hop_length
         self.mel = T.MelSpectrogram(
             sample_rate=sample_rate,
@@ -96,13 +92,6 @@ class MelFrontend(nn.Module):
         )
         self.to_db = T.AmplitudeToDB(stype="power", top_db=top_db)
         self.norm = nn.BatchNorm2d(n_mels, affine=False)
-        self.masks = nn.Sequential(
-            *[
-                m
-                for _ in range(num_masks)
-                for m in (T.FrequencyMasking(freq_mask, iid_masks=True), T.TimeMasking(time_mask, iid_masks=True))
-            ]
-        )
 
     def frames(self, samples: int) -> int:
         """Number of spectrogram frames for a clip of ``samples`` (centred STFT)."""
@@ -131,7 +120,4 @@ class MelFrontend(nn.Module):
         """``audio``: ``(batch, channels, samples)`` float -> ``(batch, channels, n_mels, frames)``."""
         with torch.autocast(device_type=audio.device.type, enabled=False), one_thread_on_cpu(audio.device):
             spec = self.to_db(self.power_mel(audio.float()))  # (B, C, M, F)
-            spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band
-            if self.training:
-                spec = self.masks(spec)
-        return spec
+            return self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band

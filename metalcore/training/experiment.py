@@ -60,8 +60,9 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
     )
     # spec goes in after instantiation, as plain containers: passed to instantiate, its _target_ nodes would
     # become modules pickled into the checkpoint instead of the configs that metalcore.inference rebuilds from.
+    augment = make(cfg.augment) if cfg.get("augment") else None
     module = make(cfg.module, _partial_=True)(
-        frontend=frontend.train(), net=net.train(), classes=classes, spec=spec.to_dict()
+        frontend=frontend.train(), net=net.train(), classes=classes, spec=spec.to_dict(), augment=augment
     )
     return datamodule, module
 

@@ -29,6 +29,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from metalcore.models.augment import Augment
 from metalcore.models.base import Network
 from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_clips, pooled_tracks
 
@@ -53,10 +54,13 @@ class GenreClassifier(LightningModule):
         compile_cnn: bool = False,
         channels_last: bool = True,
         compile_mode: str = "default",
+        augment: Augment | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
         self.frontend, self.net = frontend, net
+        # used in training_step only; it holds no weights, so checkpoints are the same without it
+        self.augment = augment if augment is not None else Augment()
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.compile_cnn, self.compile_mode, self.channels_last = compile_cnn, compile_mode, channels_last
@@ -103,8 +107,9 @@ class GenreClassifier(LightningModule):
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         audio, labels, _ = batch
-        logits = self(audio).float()
-        loss = F.cross_entropy(logits, labels)
+        audio, targets = self.augment(audio, labels, len(self.classes))
+        logits = self.classify(self.augment.transform_spectrogram(self.frontend(audio))).float()
+        loss = F.cross_entropy(logits, targets)
         self.train_loss.update(loss.detach(), len(labels))
         self.train_metrics.update(logits.detach().softmax(-1), labels)
         # a step value is synced as it is logged, by every rank in training_step: never later, by a reader
@@ -154,7 +159,7 @@ class GenreClassifier(LightningModule):
         return {"clip": clip, "track": track}
 
     def on_train_epoch_end(self) -> None:
-        """The epoch's loss and clip metrics on the random training crops (SpecAugment on, dropout active)."""
+        """The epoch's loss and clip metrics on the random training crops (augmented, dropout active)."""
         loss = self.train_loss.compute()
         scores = {k: float(v) for k, v in self.train_metrics.compute().items()}
         self.train_loss.reset()

@@ -22,7 +22,7 @@ from metalcore.evaluation import heldout
 from metalcore.evaluation.calibration import store_temperature
 from metalcore.training.timing import timings
 
-HPARAM_GROUPS = ("data", "features", "model", "module", "trainer", "seed")
+HPARAM_GROUPS = ("data", "features", "augment", "model", "module", "trainer", "seed")
 
 log = logging.getLogger("metalcore.train")
 
