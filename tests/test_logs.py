@@ -138,7 +138,10 @@ def test_the_report_shows_each_jobs_wall_time_and_seconds_per_epoch(logged_sweep
     folder, _ = logged_sweep
     report = run_module("metalcore.report", str(folder), "--per-job")
     assert report.returncode == 0, report.stderr[-3000:]
-    header, _, *rows = [line for line in report.stdout.splitlines() if line.startswith("|")]
+    lines = report.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    header, _, *rows = lines[start:end]  # the first table: the paired comparisons follow it
     cells = [c.strip() for c in header.strip("|").split("|")]
     wall, epoch = cells.index("time.wall_s"), cells.index("time.epoch_s")
     for row in rows:

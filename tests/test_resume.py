@@ -63,7 +63,7 @@ def configured_trainer(run_dir: Path, max_epochs: int) -> L.Trainer:
     """A Trainer with the checkpoint callbacks of conf/callbacks/default.yaml, writing into ``run_dir``."""
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", [f"paths.output_dir={run_dir}"])
-    callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "lr_monitor"]
+    callbacks = [instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "last_checkpoint")]
     return L.Trainer(
         max_epochs=max_epochs,
         callbacks=callbacks,

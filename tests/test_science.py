@@ -157,7 +157,8 @@ def test_track_scores_are_the_mean_of_their_clip_probabilities(demo_root, cache_
     clips, labels = defaultdict(list), {}
     module.eval()
     with torch.no_grad():
-        for audio, y, tracks in dm.test_dataloader():
+        for batch in dm.test_dataloader():
+            audio, y, tracks = dm.on_after_batch_transfer(batch, 0)  # int16 -> float, as the Trainer does
             for p, label, track in zip(module(audio).softmax(-1), y.tolist(), tracks.tolist()):
                 clips[track].append(p)
                 labels[track] = label
