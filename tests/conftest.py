@@ -18,6 +18,18 @@ import pytest
 from metalcore.data.demo import DemoSet
 
 REPO = Path(__file__).resolve().parents[1]
+# every score metrics.json holds per clip and per track (and evaluate writes)
+METRICS = {
+    "acc",
+    "precision",
+    "recall",
+    "f1",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auroc",
+    "pr_auc",
+}
 TINY_DEMO = DemoSet(tracks_per_class=8, seconds=8.0, seed=0, sample_rate=22050)
 
 

@@ -117,9 +117,12 @@ def assert_one_set_of_outputs(run_dir: Path, epochs: int) -> None:
 # -- the default suite: the README line with the progress bar, a few epochs ---------------------------
 def test_readme_ddp_line_finishes_with_the_progress_bar_on(tmp_path: Path, cache_dir: Path, demo_root: Path):
     """Rank 0's progress bar reads the epoch's metrics before the module's epoch-end hook, the other
-    rank (no bar) after it: any cross-rank sync hidden in that read deadlocked here after epoch 1."""
+    rank (no bar) after it: any cross-rank sync hidden in that read deadlocked here after epoch 1.
+    The output goes to a file, so Lightning's (rich) bar is forced: it is the one that reads them."""
     run_dir = tmp_path / "ddp"
-    overrides = ddp_overrides(cache_dir, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    overrides = ddp_overrides(
+        cache_dir, "trainer.max_epochs=2", "callbacks.progress_bar.interactive=true", f"hydra.run.dir={run_dir}"
+    )
     status, output = run_ranks([sys.executable, "-m", "metalcore.train", *overrides])
     assert status == 0, output[-3000:]
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
@@ -154,6 +157,7 @@ def test_a_rank_that_waits_too_long_ends_the_run_with_one_line():
 
 # -- slow: every way the README starts DDP, data-loader workers on ----------------------------------
 TQDM_AND_EARLY_STOPPING = (
+    "~callbacks.progress_bar",  # one progress bar: the user's own in place of metalcore's choice
     "+callbacks.progress._target_=lightning.pytorch.callbacks.TQDMProgressBar",
     "+callbacks.early_stopping._target_=lightning.pytorch.callbacks.EarlyStopping",
     "+callbacks.early_stopping.monitor=val/loss",

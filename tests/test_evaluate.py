@@ -14,21 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics, run_module, tiny_overrides
+from conftest import METRICS, read_metrics, run_module, tiny_overrides
 
 from metalcore import evaluate
-
-METRICS = {
-    "acc",
-    "precision",
-    "recall",
-    "f1",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-    "pr_auc",
-}
 
 
 @pytest.fixture(scope="module")

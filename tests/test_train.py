@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, read_metrics, run_module, tiny_overrides
+from conftest import METRICS, REPO, read_metrics, run_module, tiny_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -25,17 +25,6 @@ from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.training.experiment import build, optimized_value, run
 
-METRICS = {
-    "acc",
-    "precision",
-    "recall",
-    "f1",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-    "pr_auc",
-}
 SPLITS = ("train", "val", "test")
 PER_TRACK = 6  # data.segments_per_track in tiny_overrides
 

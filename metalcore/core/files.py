@@ -15,6 +15,7 @@ import math
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,9 +63,8 @@ def make_folder(path: Path, what: str) -> Path:
     writable_folder(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path / ".write-test") as f:
-            f.write(b"")
-        (path / ".write-test").unlink()
+        with tempfile.TemporaryFile(dir=path):  # a name of its own: DDP ranks and sweep jobs check at once
+            pass
     except OSError as err:
         raise UserError(f"{_named(what, path)}: cannot write there ({err.strerror or err})") from None
     return path
