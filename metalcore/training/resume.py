@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file
+from metalcore.models.spec import ModelSpec
 
 log = logging.getLogger("metalcore.train")
 
@@ -104,13 +105,16 @@ def resume_point(
             f"ckpt_path={ckpt_path}: not a readable checkpoint ({type(err).__name__}: "
             f"{(str(err).strip().splitlines() or [''])[0][:160]})"
         ) from None
-    spec = (checkpoint.get("hyper_parameters") or {}).get("spec") if isinstance(checkpoint, dict) else None
-    if not isinstance(spec, dict) or not isinstance(checkpoint.get("loops"), dict):
+    raw = (checkpoint.get("hyper_parameters") or {}).get("spec") if isinstance(checkpoint, dict) else None
+    if raw is None or not isinstance(checkpoint.get("loops"), dict):
         raise UserError(
             f"ckpt_path={ckpt_path}: not a checkpoint of python -m metalcore.train (no model spec or training state)"
         )
-    recorded = {"model": {k: v for k, v in spec.get("model", {}).items() if k != "num_classes"}}
-    recorded["features"] = spec.get("features", {})
+    try:
+        spec = ModelSpec.from_dict(raw)  # the one reader of a checkpoint's spec, old layout included
+    except ValueError as err:
+        raise UserError(f"ckpt_path={ckpt_path}: not a checkpoint of python -m metalcore.train ({err})") from None
+    recorded = {"model": {k: v for k, v in spec.model.items() if k != "num_classes"}, "features": spec.features}
     differences = [
         f"{group}.{key}={recorded[group].get(key, '(not set)')} there, {configured.get(key, '(not set)')} here"
         for group, configured in (("model", model), ("features", features))
@@ -131,7 +135,7 @@ def resume_point(
 def check_weights(path: Path, classes: list[str], module: torch.nn.Module) -> None:
     """The checkpoint's classes and tensor shapes against the module built for this run (UserError)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    recorded = list(checkpoint["hyper_parameters"]["spec"].get("classes", []))
+    recorded = ModelSpec.from_dict(checkpoint["hyper_parameters"]["spec"]).classes  # checked by resume_point
     if recorded != list(classes):
         raise UserError(f"ckpt_path={path} was trained on classes {recorded}; data.root has {list(classes)}")
     ours = module.state_dict()
