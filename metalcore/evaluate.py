@@ -21,10 +21,10 @@ from pathlib import Path
 
 from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
 from metalcore.core.files import writable_folder
-from metalcore.evaluation.bootstrap import formatted
 from metalcore.evaluation.perturb import PERTURBATIONS, chosen
 from metalcore.evaluation.robustness import robustness
 from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, test_split
+from metalcore.uncertainty.bootstrap import formatted
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

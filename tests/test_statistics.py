@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from metalcore.evaluation.bootstrap import track_intervals, weighted_scores
-from metalcore.evaluation.calibration import ece, fit_temperature, temper
 from metalcore.evaluation.paired import compare, mcnemar_exact
 from metalcore.training.metrics import classification_metrics
+from metalcore.uncertainty.bootstrap import track_intervals, weighted_scores
+from metalcore.uncertainty.calibration import ece, fit_temperature, temper
 
 
 def simulated_test_set(rng: np.random.Generator, tracks: int, clips: int, skill: np.ndarray):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metalcore.evaluation.bootstrap import LEVEL, RESAMPLES
+from metalcore.uncertainty.bootstrap import LEVEL, RESAMPLES
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:

@@ -1,6 +1,6 @@
 """Track predictions pooled across a sweep's jobs: out-of-fold tables, suspected labels, paired comparisons.
 
-Every job leaves ``test_tracks.csv`` (metalcore.evaluation.heldout). The folds of a cross-validation
+Every job leaves ``test_tracks.csv`` (metalcore.training.heldout). The folds of a cross-validation
 each test different tracks, so together they give one held-out prediction per track and seed: the
 out-of-fold table, scored with an interval over all its tracks. Tracks that the out-of-fold models
 put in another class with high confidence are listed as suspected labels (a metalcore song filed as
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metalcore.evaluation.bootstrap import formatted, track_intervals, weighted_scores
-from metalcore.evaluation.heldout import FILE, read_test_tracks
 from metalcore.evaluation.paired import Comparison, compare
+from metalcore.training.heldout import FILE, read_test_tracks
+from metalcore.uncertainty.bootstrap import formatted, track_intervals, weighted_scores
 
 FOLD_KEY = "data.split.fold"
 PAIRED_BY = ("seed", FOLD_KEY)  # jobs with the same values tested the same tracks

@@ -23,8 +23,8 @@ import numpy as np
 import yaml
 
 from metalcore.core import files
-from metalcore.evaluation.bootstrap import SUFFIX, formatted
 from metalcore.training.metrics import canonical, higher_is_better
+from metalcore.uncertainty.bootstrap import SUFFIX, formatted
 
 DEFAULT_METRIC = "test.track.acc"
 SUMMARY_METRICS = ("test.track.acc", "test.track.f1", "test.clip.acc", "test.clip.f1")

@@ -21,13 +21,13 @@ import torch
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, read_csv, write_csv, write_json
 from metalcore.data.catalogue import scan
-from metalcore.evaluation.bootstrap import LEVEL, RESAMPLES, pool_tracks, track_intervals, with_intervals
-from metalcore.evaluation.calibration import level_ece, reliability_figure, temper
 from metalcore.evaluation.embeddings import Features, penultimate, write_projector
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome, TrackPrediction, predict_files
 from metalcore.training.metrics import classification_metrics
 from metalcore.training.plots import confusion_figure
+from metalcore.uncertainty.bootstrap import LEVEL, RESAMPLES, pool_tracks, track_intervals, with_intervals
+from metalcore.uncertainty.calibration import level_ece, reliability_figure, temper
 
 
 def run_folder(checkpoint: Path) -> Path:

@@ -75,7 +75,7 @@ class Classifier(nn.Module):
     ) -> None:
         super().__init__()
         self.frontend, self.net = frontend, net
-        self.temperature = float(temperature)  # fitted after training (metalcore.evaluation.calibration)
+        self.temperature = float(temperature)  # fitted after training (metalcore.uncertainty.calibration)
         self.classes = list(classes)
         self.sample_rate, self.channels, self.segment_seconds = int(sample_rate), int(channels), float(segment_seconds)
         self.segment_samples = round(self.segment_seconds * self.sample_rate)

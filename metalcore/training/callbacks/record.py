@@ -18,9 +18,9 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from metalcore.core.files import write_json, write_text
-from metalcore.evaluation import heldout
-from metalcore.evaluation.calibration import store_temperature
+from metalcore.training import heldout
 from metalcore.training.timing import timings
+from metalcore.uncertainty.calibration import store_temperature
 
 HPARAM_GROUPS = ("data", "features", "augment", "model", "module", "trainer", "seed")
 

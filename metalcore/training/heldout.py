@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from metalcore.core.files import write_csv
-from metalcore.evaluation.bootstrap import (
+from metalcore.uncertainty.bootstrap import (
     LEVEL,
     RESAMPLES,
     SUFFIX,
@@ -24,7 +24,7 @@ from metalcore.evaluation.bootstrap import (
     track_intervals,
     with_intervals,
 )
-from metalcore.evaluation.calibration import calibrate
+from metalcore.uncertainty.calibration import calibrate
 
 FILE = "test_tracks.csv"
 
