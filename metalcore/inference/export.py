@@ -29,6 +29,7 @@ from torch import nn
 from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, writable_file
 from metalcore.inference.checkpoint import Classifier
+from metalcore.models.frontend import PowerSpectrogram
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 NAMES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript")}  # what --output may end in
@@ -49,25 +50,11 @@ def metadata(classifier: Classifier) -> dict:
 
 
 class RealPowerSpectrogram(nn.Module):
-    """``(..., samples)`` -> ``(..., n_fft // 2 + 1, frames)``: torchaudio's centred power spectrogram
+    """``(..., samples)`` -> ``(..., n_fft // 2 + 1, frames)``: the front-end's centred power spectrogram
     computed with the real-valued STFT, which ONNX exports (the complex one does not)."""
 
-    def __init__(self, spectrogram: nn.Module) -> None:
+    def __init__(self, spectrogram: PowerSpectrogram) -> None:
         super().__init__()
-        settings = (
-            spectrogram.center,
-            spectrogram.pad_mode,
-            spectrogram.power,
-            spectrogram.normalized,
-            spectrogram.onesided,
-            spectrogram.pad,
-            spectrogram.win_length,
-        )
-        if settings != (True, "reflect", 2.0, False, True, 0, spectrogram.n_fft):
-            raise UserError(
-                f"cannot export a spectrogram with (center, pad_mode, power, normalized, onesided, pad, "
-                f"win_length) = {settings}"
-            )
         self.n_fft, self.hop_length = spectrogram.n_fft, spectrogram.hop_length
         self.register_buffer("window", spectrogram.window.clone())
 

@@ -69,6 +69,8 @@ class Transform(nn.Module):
         picked = rand.chosen(self.p, len(audio))
         if not len(picked):
             return audio
+        if len(picked) == len(audio):  # p = 1, as the default gain: no copy of the batch to write into
+            return self.apply(audio, rand)
         out = audio.clone()
         out[picked] = self.apply(audio[picked], rand)
         return out
