@@ -14,6 +14,7 @@ Every ratio compares figures measured in the same run. The code lives in ``metal
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -104,16 +105,20 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
     from hydra import compose, initialize_config_dir
 
     from metalcore.benchmarks.training import metalcore_pipeline, study_pipeline, variants
-    from metalcore.training.config import CONF, make
+    from metalcore.training.config import CONF, best_precision, make
     from metalcore.training.experiment import build
 
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device_name)
 
+    # enough random crops per training track (half the tracks) for ``batches`` steps, as the study's pieces give
+    crops = max(PIECES, math.ceil(batches * BATCH / (len(labels) // PIECES // 2)))
+
     def config(model: str, *overrides: str):
         base = [f"model={model}", f"data.root={library}", f"paths.cache_dir={tmp / 'cache'}"]
         base += [f"paths.output_dir={tmp / 'run'}", "data.val_fraction=0.25", "data.test_fraction=0.25"]
+        base += [f"data.segments_per_track={crops}"]
         base += [f"data.num_workers={workers}", f"data.workers_for_decoding={workers}"]
         with initialize_config_dir(str(CONF), version_base="1.3"):
             return compose("train", overrides=[*base, *overrides])
@@ -129,7 +134,7 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
         net = make(config(model).model, num_classes=2)
         base = study_pipeline(net, pieces, labels, device, workers, batches)
         row(network, f"study: WAV pieces, Mel per clip in {workers} workers, 32-true", base, base)
-        for k, variant in enumerate(variants(device)):
+        for k, variant in enumerate(variants(device, best_precision())):
             if network == "ours" and not variant.every_network:
                 continue
             torch.manual_seed(0)
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=480, help="clips timed per metalcore loader run (default 480)")
     parser.add_argument("--study-clips", type=int, default=160, help="clips timed per study/naive run (default 160)")
     parser.add_argument("--train", action="store_true", help="time training instead of the build and the loaders")
-    parser.add_argument("--batches", type=int, default=8, help="--train: steps per timed epoch (default 8)")
+    parser.add_argument("--batches", type=int, default=24, help="--train: steps per timed epoch (default 24)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="--train: device")
     parser.add_argument("--sweep", type=int, default=0, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
     parser.add_argument("--quick", action="store_true", help="a small run that checks every row is computed")

@@ -1,4 +1,5 @@
-"""Mixed precision without a GPU: a bf16-mixed training step on the CPU, as CUDA runs it by default.
+"""Mixed precision without a GPU: a bf16-mixed training step on the CPU, as CUDA (and CPUs with bf16
+instructions) run it by default.
 
 What must hold under autocast: the Mel front-end (STFT) computes and returns float32, the CNN runs
 in bfloat16, the GRU reads float32 (it runs outside autocast), and the step updates the weights
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from metalcore.models.crnn import CRNN
 from metalcore.models.frontend import MelFrontend
+from metalcore.training.config import best_precision
 from metalcore.training.module import GenreClassifier
 
 SR = 16000
@@ -79,3 +81,22 @@ def test_convolutions_read_a_channels_last_map():
     assert not torch.equal(before, net.head[-1].weight.detach())
     assert seen["conv"].is_contiguous(memory_format=torch.channels_last)
     assert net.cnn[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "cuda, cuda_bf16, cpu_probes, expected",
+    [
+        (True, True, (False, False), "bf16-mixed"),
+        (True, False, (True, True), "16-mixed"),
+        (False, False, (True, False), "bf16-mixed"),  # AVX512-BF16
+        (False, False, (False, True), "bf16-mixed"),  # AMX
+        (False, False, (False, False), "32-true"),
+    ],
+)
+def test_the_default_precision_is_bf16_where_the_hardware_runs_it(monkeypatch, cuda, cuda_bf16, cpu_probes, expected):
+    """trainer.precision's default: bf16-mixed on CUDA and on CPUs with bf16 instructions, fp32 on other CPUs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: cuda_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_probes[0])
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: cpu_probes[1])
+    assert best_precision() == expected
