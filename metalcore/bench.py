@@ -153,12 +153,15 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
     print("'study run': 12,960 clips x 10 epochs extrapolated (start-up + steady rate), in min:s")
 
 
-def print_sweeps(tmp: Path, jobs: int, workers: int) -> None:
-    from metalcore.benchmarks.sweeps import time_sweeps
+def print_sweeps(tmp: Path, jobs: int, workers: int, crops: int) -> None:
+    from metalcore.benchmarks.sweeps import EPOCHS, time_sweeps
 
-    print(f"\nsweeps: {jobs} small training jobs (the demo set shrunk, 2 epochs each), wall time per way")
+    print(
+        f"\nsweeps: {jobs} small training jobs (the demo set shrunk, {EPOCHS} epochs of {crops} crops per "
+        "training track each), wall time per way"
+    )
     print(f"{'way':<48}  {'seconds':>7}  {'jobs/hour':>9}  {'x one at a time':>15}")
-    timed = time_sweeps(tmp, jobs, workers)
+    timed = time_sweeps(tmp, jobs, workers, crops)
     for label, seconds in timed:
         print(
             f"{label:<48}  {seconds:>7.1f}  {jobs * 3600 / seconds:>9.0f}  {timed[0][1] / seconds:>14.2f}x", flush=True
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=24, help="--train: steps per timed epoch (default 24)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="--train: device")
     parser.add_argument("--sweep", type=int, default=0, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
+    parser.add_argument(
+        "--sweep-crops", type=int, default=24, help="--sweep: clips per training track and epoch, the size of a job"
+    )
     parser.add_argument("--quick", action="store_true", help="a small run that checks every row is computed")
     args = parser.parse_args(argv)
     if args.train and "--tracks" not in (argv or sys.argv):
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="metalcore-bench-") as tmp:
         tmp = Path(tmp)
         if args.sweep:
-            print_sweeps(tmp, args.sweep, args.workers)
+            print_sweeps(tmp, args.sweep, args.workers, args.sweep_crops)
             print(f"{load()} at the end")
             return
         print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s, {RATE / 1000:g} kHz stereo", flush=True)

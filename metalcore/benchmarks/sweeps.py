@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+EPOCHS = 3
 # the demo set shrunk so one job takes seconds: the grid's shape, not the study's scale
 JOB = (
     "data=synthetic",
@@ -21,7 +22,6 @@ JOB = (
     "data.demo.sample_rate=22050",
     "data.sample_rate=16000",
     "data.segment_seconds=2",
-    "data.segments_per_track=6",
     "data.val_fraction=0.34",
     "data.test_fraction=0.34",
     "data.num_workers=0",
@@ -29,7 +29,7 @@ JOB = (
     "features.n_fft=512",
     "features.hop_length=256",
     "trainer=cpu",
-    "trainer.max_epochs=2",
+    f"trainer.max_epochs={EPOCHS}",
     "trainer.enable_progress_bar=false",
     "~logger",
 )
@@ -60,9 +60,10 @@ def run(module: str, *args: str) -> None:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{result.stderr[-2000:]}")
 
 
-def time_sweeps(folder: Path, jobs: int, cores: int) -> list[tuple[str, float]]:
-    """(way, seconds) for ``jobs`` seeds of the small job, each way; the demo set is made and decoded first."""
-    common = (*JOB, f"paths.cache_dir={folder / 'cache'}")
+def time_sweeps(folder: Path, jobs: int, cores: int, crops: int) -> list[tuple[str, float]]:
+    """(way, seconds) for ``jobs`` seeds of the small job with ``crops`` clips per training track and epoch,
+    each way; the demo set is made and decoded first."""
+    common = (*JOB, f"data.segments_per_track={crops}", f"paths.cache_dir={folder / 'cache'}")
     run("metalcore.prepare", *common, f"hydra.run.dir={folder / 'prepare'}")
     seeds = "seed=" + ",".join(str(s) for s in range(jobs))
     timed = []
