@@ -173,7 +173,7 @@ DAMAGED = {
     ("corrupted", ".flac"): "truncated: decoded 0:02 of 0:03",  # the frames before the damage, then nothing
     ("corrupted", ".mp3"): "corrupt audio data",
     ("corrupted", ".wav"): 3.0,  # PCM has no structure to break: the noise is decoded as audio
-    ("corrupted", ".ogg"): "not an audio file or unsupported format",
+    ("corrupted", ".ogg"): "damaged: decoded 0:01 of 0:03",  # pages that fail their checksum are dropped
     ("corrupted", ".m4a"): "corrupt audio data",
 }
 

@@ -40,6 +40,22 @@ def test_a_cut_off_file_is_refused_as_truncated_and_the_whole_one_decodes(tmp_pa
         decode(cut, 16000, 2)
 
 
+@pytest.mark.parametrize("suffix", ["ogg", "opus"])
+def test_an_ogg_file_with_pages_lost_mid_stream_is_refused_as_damaged(tmp_path, song, suffix):
+    """FFmpeg drops an Ogg page whose checksum fails and decodes on: the hole is found against the
+    length the last page declares."""
+    whole = write_audio(tmp_path / f"whole.{suffix}", song, RATE)
+    data = bytearray(whole.read_bytes())
+    middle = len(data) // 2
+    for k in range(12):  # one flipped byte every 2 KB over 24 KB: a dozen pages fail their checksum
+        data[middle + 2048 * k] ^= 0xFF
+    holed = tmp_path / f"holed.{suffix}"
+    holed.write_bytes(bytes(data))
+    assert decode(whole, 16000, 2).shape[1] == pytest.approx(SECONDS * 16000, rel=0.01)
+    with pytest.raises(DecodeError, match=r"damaged: decoded 0:1\d of 0:20; Ogg pages lost mid-stream"):
+        decode(holed, 16000, 2)
+
+
 def test_a_truncated_file_is_listed_and_retried_once_complete(tmp_path, song):
     (tmp_path / "lib").mkdir()
     whole = write_audio(tmp_path / "lib" / "Band - Song.mp3", song, RATE)

@@ -7,6 +7,7 @@ claims to read is one it can also produce without a system FFmpeg.
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -73,6 +74,7 @@ def write_audio(
             chunk = audio[:, start : start + block]
             frame = av.AudioFrame.from_ndarray(chunk.T.reshape(1, -1).copy(), format="flt", layout=stream.layout)
             frame.sample_rate = sample_rate
+            frame.pts, frame.time_base = start, Fraction(1, sample_rate)  # Ogg's granule positions follow these
             for out in resampler.resample(frame):
                 container.mux(stream.encode(out))
         for out in resampler.resample(None):

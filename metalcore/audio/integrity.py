@@ -4,7 +4,8 @@ FFmpeg decodes what is there without complaint: the first 20 KB of a 3-minute Og
 track, and a WAV header claiming 1 Hz turns 12 KB into 51 minutes of samples. A file is compared
 with the length its container declares (FLAC's STREAMINFO, an MP3's Xing/Info/VBRI header, MP4's
 moov, a WAV's data chunk size); an Ogg file (Vorbis, Opus, FLAC) declares its length only in its
-last page, so there the last page itself must be whole.
+last page, so there the last page itself must be whole, and the decoded audio must reach the
+length that page declares: FFmpeg drops a page that fails its CRC without an error, leaving a hole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import av
 MIN_RATE, MAX_RATE = 4000, 768000  # telephone speech to the highest studio rates
 COMPLETE = 0.9  # decoded length below this share of the declared one: the file was cut off
 OGG_MAX_PAGE = 27 + 255 + 255 * 255
+OGG_SLACK = 0.25  # seconds: Opus pre-skip and end trimming are milliseconds; a lost page is longer
 
 
 def check_rate(rate: int) -> str | None:
@@ -50,7 +52,16 @@ def declared_seconds(path: Path, container: av.container.InputContainer) -> floa
 def cut_short(path: Path, container: av.container.InputContainer, decoded_seconds: float) -> str | None:
     """Why the decoded audio is not the whole file (``truncated: decoded 0:01 of 3:05``), or None."""
     if "ogg" in container.format.name.split(","):
-        return f"truncated: decoded {clock(decoded_seconds)}, the Ogg stream stops mid-page" if _ogg_cut(path) else None
+        last = _ogg_last_page(path)
+        if last is None:
+            return f"truncated: decoded {clock(decoded_seconds)}, the Ogg stream stops mid-page"
+        declared = _ogg_seconds(last, container.streams.audio[0])
+        if declared and decoded_seconds < declared - OGG_SLACK:
+            return (
+                f"damaged: decoded {clock(decoded_seconds)} of {clock(declared)}; "
+                "Ogg pages lost mid-stream (checksum errors)"
+            )
+        return None
     declared = declared_seconds(path, container)
     if declared and decoded_seconds < COMPLETE * declared:
         return f"truncated: decoded {clock(decoded_seconds)} of {clock(declared)}"
@@ -81,8 +92,8 @@ def _has_mp3_length_header(path: Path) -> bool:
     return any(tag in head for tag in (b"Xing", b"Info", b"VBRI"))
 
 
-def _ogg_cut(path: Path) -> bool:
-    """Whether the last Ogg page stops before the end its own header announces."""
+def _ogg_last_page(path: Path) -> bytes | None:
+    """The last Ogg page's header, or None when that page stops before the end its header announces."""
     with open(path, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
@@ -90,7 +101,17 @@ def _ogg_cut(path: Path) -> bool:
         tail = f.read()
     start = tail.rfind(b"OggS")
     if start < 0 or len(tail) - start < 27:
-        return True
+        return None
     segments = tail[start + 26]
     table = tail[start + 27 : start + 27 + segments]
-    return len(table) < segments or start + 27 + segments + sum(table) > len(tail)
+    if len(table) < segments or start + 27 + segments + sum(table) > len(tail):
+        return None
+    return tail[start : start + 27]
+
+
+def _ogg_seconds(header: bytes, stream: av.audio.stream.AudioStream) -> float | None:
+    """The length a last page declares: its granule position, in samples at the codec's rate (48 kHz for
+    Opus). A chained file declares only its last link, which the whole decoding always exceeds."""
+    granule = struct.unpack("<q", header[6:14])[0]
+    rate = 48000 if stream.codec_context.name == "opus" else stream.rate
+    return granule / rate if granule > 0 and rate else None
