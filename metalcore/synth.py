@@ -13,7 +13,7 @@ from metalcore.data.demo import write_demo_set
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a demo set into OUT_DIR and print one summary line."""
     parser = argparse.ArgumentParser(
-        prog="python -m metalcore.data.demo", description="Write the synthetic Metal/Hardcore demo set."
+        prog="python -m metalcore.synth", description="Write the synthetic Metal/Hardcore demo set."
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--tracks-per-class", type=int, default=24)
