@@ -85,7 +85,8 @@ class PrepareSummary:
             )
         rows += [
             f"library: {self.root}",
-            f"decoded {self.decoded} tracks this time ({self.already} already cached) in {self.wall_seconds:.1f} s",
+            f"decoded {self.decoded} track{'' if self.decoded == 1 else 's'} this time ({self.already} already cached) "
+            f"in {self.wall_seconds:.1f} s",
             f"cache: {_size(self.folder_bytes)} on disk in {self.cache_folder} "
             f"(this library's tracks: {_size(self.track_bytes)}, int16)",
         ]
