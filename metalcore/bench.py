@@ -113,7 +113,7 @@ def print_training(tmp: Path, library: Path, pieces, labels, batches: int, worke
     device = torch.device(device_name)
 
     # enough random crops per training track (half the tracks) for ``batches`` steps, as the study's pieces give
-    crops = max(PIECES, math.ceil(batches * BATCH / (len(labels) // PIECES // 2)))
+    crops = max(PIECES, math.ceil(batches * BATCH / max(1, len(labels) // PIECES // 2)))
 
     def config(model: str, *overrides: str):
         base = [f"model={model}", f"data.root={library}", f"paths.cache_dir={tmp / 'cache'}"]
