@@ -179,6 +179,19 @@ def test_a_checkpoint_with_the_untyped_spec_layout_still_loads(tmp_path, checkpo
         assert torch.equal(old(audio), classifier(audio))
 
 
+def test_a_checkpoint_without_a_temperature_says_its_confidences_are_not_calibrated(checkpoint, caplog):
+    """The run fits its temperature to the checkpoint it tested; last.ckpt has none, and says which one has."""
+    Classifier.from_checkpoint(checkpoint, "cpu")
+    assert not caplog.records
+    last = checkpoint.parent / "last.ckpt"
+    Classifier.from_checkpoint(last, "cpu")
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"{last}: no fitted temperature, so confidences are not calibrated; "
+        f"the run's tested checkpoint has one: {checkpoint.name}"
+    )
+
+
 def test_json_with_a_timeline_covers_the_track_end_to_end(tmp_path, checkpoint, songs, capsys):
     audio = np.concatenate([songs["hardcore"], songs["metal"][:, : SR * 2]], axis=1)  # 7 s: hardcore, then metal
     track = write_audio(tmp_path / "Band - Song.flac", audio, SR)

@@ -10,6 +10,7 @@ configs may only name ``metalcore`` modules, so opening a checkpoint never runs 
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from metalcore.models.base import Network, check_network
 from metalcore.models.frontend import MelFrontend
 from metalcore.models.spec import ModelSpec
 
+log = logging.getLogger(__name__)
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
 # front-end settings of older checkpoints that moved to training augmentation (conf/augment): not needed here
 MOVED_TO_AUGMENT = ("freq_mask", "time_mask", "num_masks")
@@ -145,7 +147,27 @@ class Classifier(nn.Module):
                 f"{path}: the weights do not fit the model the checkpoint describes ({str(err).splitlines()[0]})"
             ) from None
         classifier.checkpoint = path
+        if "calibration" not in checkpoint:
+            uncalibrated(path)
         try:
             return classifier.to(torch.device(device) if device else best_device())
         except (RuntimeError, AssertionError) as err:  # an unknown device, or CUDA absent
             raise UserError(f"device {device!r} cannot be used here: {str(err).splitlines()[0]}") from None
+
+
+def uncalibrated(path: Path) -> None:
+    """Say that a checkpoint without a fitted temperature gives the network's own confidences.
+
+    A run stores its temperature in the checkpoint it tested (the best, ``epochNNN.ckpt``), fitted to
+    that model's logits; ``last.ckpt`` and checkpoints of older runs have none.
+    """
+    tested = [p.name for p in sorted(path.parent.glob("epoch*.ckpt")) if p != path and _calibrated(p)]
+    hint = f"; the run's tested checkpoint has one: {', '.join(tested)}" if tested else ""
+    log.warning("%s: no fitted temperature, so confidences are not calibrated%s", path, hint)
+
+
+def _calibrated(path: Path) -> bool:
+    try:
+        return "calibration" in torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: not a checkpoint to point to
+        return False
