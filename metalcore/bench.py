@@ -24,6 +24,7 @@ import numpy as np
 from metalcore.benchmarks.build import BUILD_TARGET, pool_startup, time_build
 from metalcore.benchmarks.machine import cores, load, machine
 from metalcore.benchmarks.sources import BATCH, FORMATS, PIECES, RATE, SEGMENT_SECONDS, cut_pieces, make_sources
+from metalcore.core.errors import UserError, command
 
 STUDY_MODEL, OUR_MODEL = "study", "crnn"  # config group names (conf/model/) of the study's network and ours
 CPU_TRAIN_TARGET = 1.3  # metalcore's pipeline / the study's, same network, on a CPU
@@ -168,6 +169,7 @@ def print_sweeps(tmp: Path, jobs: int, workers: int, crops: int) -> None:
         )
 
 
+@command()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metalcore.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=4, help="synthetic tracks (default 4; --train: 8)")
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         args.tracks, args.seconds, args.build_seconds = (8 if args.train else 2), 12.0, 6.0
         args.clips, args.study_clips, args.batches = 32, 16, 2
     if args.seconds <= SEGMENT_SECONDS or args.tracks < 1 or args.workers < 1:
-        parser.error(f"--seconds must exceed the {SEGMENT_SECONDS} s segment; --tracks and --workers >= 1")
+        raise UserError(f"--seconds must exceed the {SEGMENT_SECONDS} s segment; --tracks and --workers >= 1")
 
     print(f"metalcore benchmark on {machine()}; {load()} at the start")
     if args.quick:

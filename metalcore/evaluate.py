@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
+from metalcore.cli.options import add_model_arguments, classifier_from_args
+from metalcore.core.errors import command
 from metalcore.core.files import writable_folder
 from metalcore.evaluation.perturb import PERTURBATIONS, chosen
 from metalcore.evaluation.robustness import robustness
@@ -61,7 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.output_dir is not None:

@@ -10,11 +10,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalcore.cli.options import add_checkpoint_argument, one_line_errors
+from metalcore.cli.options import add_checkpoint_argument
+from metalcore.core.errors import command
 from metalcore.inference.export import FORMATS, export
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m metalcore.export",

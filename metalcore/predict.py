@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalcore.cli.options import add_model_arguments, classifier_from_args, one_line_errors
-from metalcore.core.errors import UserError
+from metalcore.cli.options import add_model_arguments, classifier_from_args
+from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_file
 from metalcore.inference.outputs import OUTPUT_SUFFIXES, print_table, track_record, write_output
 from metalcore.inference.tracks import find_tracks, predict_files
@@ -40,7 +40,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@one_line_errors
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.output is not None:  # before any work: a bad path must not cost the whole prediction

@@ -14,14 +14,15 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from metalcore.training.config import CONF, make, one_line_errors
+from metalcore.core.errors import command
+from metalcore.training.config import CONF, in_sweep, make
 
 log = logging.getLogger("metalcore.prepare")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> None:
-    with one_line_errors(log):
+    with command(log, in_sweep()):
         datamodule = make(cfg.data)
         print(datamodule.prepare(progress=True), flush=True)
         datamodule.setup()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from metalcore.core import files
-from metalcore.core.errors import UserError
+from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_file
 from metalcore.evaluation.pooled import render_pooled
 from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, render_gaps, write_csv
@@ -35,6 +35,7 @@ from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, 
 ARTIST_GAP = "data.split.group_by=track,artist"
 
 
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metalcore.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("multirun_dir", type=Path, help="a sweep folder (the one holding multirun.yaml)")
@@ -67,15 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
-        parser.error(f"{args.multirun_dir} is not a folder")
+        raise UserError(f"{args.multirun_dir} is not a folder")
     if args.gap and (args.gap.count("=") != 1 or args.gap.split("=")[1].count(",") != 1):
-        parser.error(f"--gap {args.gap}: expected KEY=SEEN,UNSEEN, e.g. {ARTIST_GAP}")
+        raise UserError(f"--gap {args.gap}: expected KEY=SEEN,UNSEEN, e.g. {ARTIST_GAP}")
     for option, path in (("--output", args.output), ("--plot", args.plot)):
-        try:
-            if path is not None:
-                writable_file(path, option)
-        except UserError as err:  # before the sweep is read and the plot drawn
-            parser.error(str(err))
+        if path is not None:  # before the sweep is read and the plot drawn
+            writable_file(path, option)
     sweep = load(args.multirun_dir, args.metric, args.per_job)
     print(render(sweep))
     text, tables = render_pooled(sweep, args.baseline, args.suspect_confidence)

@@ -7,9 +7,11 @@ import math
 import time
 from pathlib import Path
 
+from metalcore.core.errors import UserError, command
 from metalcore.data.demo import write_demo_set
 
 
+@command()
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a demo set into OUT_DIR and print one summary line."""
     parser = argparse.ArgumentParser(
@@ -22,13 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-rate", type=int, default=44100)
     args = parser.parse_args(argv)
     if args.tracks_per_class < 1:
-        parser.error(f"--tracks-per-class {args.tracks_per_class}: must be at least 1")
+        raise UserError(f"--tracks-per-class {args.tracks_per_class}: must be at least 1")
     if not (math.isfinite(args.seconds) and 0.5 <= args.seconds <= 3600):
-        parser.error(f"--seconds {args.seconds}: must be from 0.5 to 3600")
+        raise UserError(f"--seconds {args.seconds}: must be from 0.5 to 3600")
     if not 8000 <= args.sample_rate <= 192000:
-        parser.error(f"--sample-rate {args.sample_rate}: must be from 8000 to 192000 Hz")
+        raise UserError(f"--sample-rate {args.sample_rate}: must be from 8000 to 192000 Hz")
     if not 0 <= args.seed < 2**32:
-        parser.error(f"--seed {args.seed}: must be from 0 to {2**32 - 1}")
+        raise UserError(f"--seed {args.seed}: must be from 0 to {2**32 - 1}")
     began = time.perf_counter()
     files = write_demo_set(args.out_dir, args.tracks_per_class, args.seconds, args.seed, args.sample_rate)
     print(

@@ -11,8 +11,9 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from metalcore.core.errors import command
 from metalcore.core.library_warnings import route_warnings_to_log
-from metalcore.training.config import CONF, one_line_errors
+from metalcore.training.config import CONF, in_sweep
 from metalcore.training.experiment import log_once, optimized_value, run
 
 log = logging.getLogger("metalcore.train")
@@ -22,7 +23,7 @@ log = logging.getLogger("metalcore.train")
 def main(cfg: DictConfig) -> float | None:
     log_once()
     route_warnings_to_log()
-    with one_line_errors(log):
+    with command(log, in_sweep()):
         return optimized_value(cfg, run(cfg))
 
 

@@ -80,7 +80,9 @@ def test_evaluate_refuses_with_one_line(checkpoint, demo_root, tmp_path, capsys,
     else:
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
         args, words = [str(tmp_path / "other.ckpt")], "not a metalcore checkpoint"
-    assert evaluate.main(args) == 2
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(args)
+    assert stop.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and words in err, err
 

@@ -154,7 +154,9 @@ def foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
 def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path, songs, capsys, name):
     path, words = foreign_checkpoints(tmp_path)[name]
     good = write_audio(tmp_path / "good.wav", songs["metal"], SR)
-    assert predict.main([str(path), str(good)]) == 2
+    with pytest.raises(SystemExit) as stop:
+        predict.main([str(path), str(good)])
+    assert stop.value.code == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: {path}: ") and words in err and "Traceback" not in err

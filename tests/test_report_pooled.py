@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,9 @@ def test_paired_comparison_against_the_best_and_a_baseline(crossval_sweep: Path,
     assert "| model=crnn | 20 | 20 | +0.6500 [" in baseline and "| 13 | 0 | 0.0002441 | real: better |" in baseline
 
 
-def test_an_unknown_baseline_names_the_configurations(crossval_sweep: Path):
-    with pytest.raises(SystemExit, match=r"--baseline model=rnn: no configurations match .* model=crnn; model=cnn"):
+def test_an_unknown_baseline_names_the_configurations(crossval_sweep: Path, capsys):
+    with pytest.raises(SystemExit) as stop:
         report([str(crossval_sweep), "--baseline", "model=rnn"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1
+    assert re.match(r"error: --baseline model=rnn: no configurations match .* model=crnn; model=cnn$", err[0])

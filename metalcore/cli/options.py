@@ -1,32 +1,13 @@
-"""Command-line plumbing shared by the commands that run a checkpoint: options, checks, one-line errors."""
+"""Command-line options shared by the commands that run a checkpoint, and their checks."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import math
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import keep_undecodable_names
 from metalcore.inference.checkpoint import Classifier
-
-
-def one_line_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """A command's ``main`` whose UserError becomes ``error: ...`` on stderr and exit status 2."""
-
-    @functools.wraps(main)
-    def wrapped(argv: Sequence[str] | None = None) -> int:
-        keep_undecodable_names()
-        try:
-            return main(argv)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-
-    return wrapped
 
 
 def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:

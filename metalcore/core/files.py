@@ -14,7 +14,6 @@ import json
 import math
 import os
 import secrets
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,17 +23,6 @@ from typing import Any, BinaryIO
 from metalcore.core.errors import UserError
 
 TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
-
-
-def keep_undecodable_names() -> None:
-    """Let stdout and stderr print file names that are not valid UTF-8 as their original bytes.
-
-    Called by every command before it prints or logs a path: with the default strict errors one
-    such name ends the command with ``UnicodeEncodeError`` after all its work.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
 
 
 def writable_file(path: Path, what: str) -> Path:

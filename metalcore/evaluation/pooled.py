@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metalcore.core.errors import UserError
 from metalcore.evaluation.paired import Comparison, compare
 from metalcore.training.heldout import FILE, read_test_tracks
 from metalcore.uncertainty.bootstrap import formatted, track_intervals, weighted_scores
@@ -129,7 +130,7 @@ def find_baseline(sweep, spec: str):
     matches = [g for g in sweep.groups if key in g.values and g.values[key] == value]
     if len(matches) != 1:
         known = "; ".join(label(g) for g in sweep.groups)
-        raise SystemExit(
+        raise UserError(
             f"--baseline {spec}: {'no' if not matches else len(matches)} configurations match "
             f"(give a job folder, or key=value of a swept key); configurations: {known}"
         )

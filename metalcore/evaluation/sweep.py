@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from metalcore.core import files
+from metalcore.core.errors import UserError
 from metalcore.training.metrics import canonical, higher_is_better
 from metalcore.uncertainty.bootstrap import SUFFIX, formatted
 
@@ -299,11 +300,11 @@ def load(root: Path, metric: str = DEFAULT_METRIC, per_job: bool = False) -> Swe
     """Read every job under ``root``; group by the swept overrides (all but ``seed`` unless ``per_job``)."""
     jobs = find_jobs(root)
     if not jobs:
-        raise SystemExit(f"{root}: no Hydra job folders (<job>/.hydra/overrides.yaml) found")
+        raise UserError(f"{root}: no Hydra job folders (<job>/.hydra/overrides.yaml) found")
     metric = canonical(metric)
     known = set().union(*(j.metrics for j in jobs))
     if metric not in known and any(j.status == "ok" for j in jobs):
-        raise SystemExit(f"--metric {metric} is not in any metrics.json; try one of: {', '.join(sorted(known))}")
+        raise UserError(f"--metric {metric} is not in any metrics.json; try one of: {', '.join(sorted(known))}")
     keys = [k for k in swept_keys(jobs) if per_job or k not in GROUPED_OUT]
     return Sweep(root, jobs, keys, sort_groups(group(jobs, keys), metric), metric)
 
@@ -395,7 +396,7 @@ def render_gaps(sweep: Sweep, by: str, seen: str, unseen: str) -> str:
     the first configuration (the sweep's first job's), paired by seed."""
     rows = gaps(sweep, by, seen, unseen)
     if not rows:
-        raise SystemExit(f"--gap {by}={seen},{unseen}: no finished jobs with {by}={seen} or {by}={unseen}")
+        raise UserError(f"--gap {by}={seen},{unseen}: no finished jobs with {by}={seen} or {by}={unseen}")
     keys = [k for k in rows[0].values if k != "seed"]
     header = [*keys, "seeds", f"{by}={seen}", f"{by}={unseen}", "gap (95 % CI)", "gap change vs first row (95 % CI)"]
     lines = [

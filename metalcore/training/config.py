@@ -2,16 +2,12 @@
 
 Library code never imports Hydra; the commands (train, prepare) build their pieces through
 ``make`` so that a bad key or an impossible value reaches the user as one line naming the group,
-and run inside ``one_line_errors`` so that such a line ends a single run with exit status 2
-while a sweep records the job as failed and goes on.
+and run inside ``metalcore.core.errors.command(log, in_sweep())`` so that such a line ends a single
+run with exit status 2 while a sweep records the job as failed and goes on.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import keep_undecodable_names
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # absolute: found whether run as __main__ or imported
 
@@ -81,20 +76,6 @@ def make(node: DictConfig, **kwargs: Any) -> Any:
         raise UserError(f"{key} ({node.get('_target_')}): {cause}") from None
 
 
-@contextmanager
-def one_line_errors(log: logging.Logger) -> Iterator[None]:
-    """A UserError becomes one logged line and exit status 2; in a sweep it is re-raised (after the
-    line, which ``metalcore.report`` reads from the job's log) so Hydra marks the job failed."""
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    keep_undecodable_names()
-    try:
-        yield
-    except UserError as err:
-        log.error("%s", err)
-        if multirun:
-            raise
-        sys.exit(2)
-    except Exception as err:
-        if multirun:
-            log.exception("job failed: %s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-        raise
+def in_sweep() -> bool:
+    """Whether this Hydra job is one of a multirun's, where a failure must not end the sweep."""
+    return HydraConfig.get().mode == RunMode.MULTIRUN

@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from metalcore.core.errors import UserError
+from metalcore.core.errors import Terminated, UserError
 from metalcore.core.files import atomic_file
 from metalcore.models.spec import ModelSpec
 
@@ -68,13 +68,14 @@ def _why(exception: BaseException) -> str:
 
 @contextmanager
 def stopped_by_sigterm() -> Iterator[None]:
-    """Lightning ends a SIGTERM'd fit with ``SIGTERMException``, a ``SystemExit`` whose status is 0: a
-    scheduler would take the job as finished. It becomes exit status 143 (128 + SIGTERM); the line
-    saying where training stopped and how to resume comes from ``LastCheckpoint``."""
+    """Lightning ends a SIGTERM'd fit with ``SIGTERMException``, which exits with status 0: a
+    scheduler would take the job as finished. It becomes ``Terminated``, which the command ends with
+    status 143 (128 + SIGTERM); the line saying where training stopped and how to resume comes from
+    ``LastCheckpoint``."""
     try:
         yield
     except SIGTERMException:
-        raise SystemExit(143) from None
+        raise Terminated from None
 
 
 def resume_point(
