@@ -56,6 +56,51 @@ def test_an_ogg_file_with_pages_lost_mid_stream_is_refused_as_damaged(tmp_path, 
         decode(holed, 16000, 2)
 
 
+def ogg_page_starts(data: bytes) -> list[int]:
+    starts, i = [], data.find(b"OggS")
+    while i >= 0:
+        starts.append(i)
+        i = data.find(b"OggS", i + 1)
+    return starts
+
+
+@pytest.mark.parametrize("suffix", ["ogg", "opus"])
+def test_an_ogg_file_cut_at_a_page_boundary_is_refused_as_truncated(tmp_path, song, suffix):
+    """Every page is whole, but the last one lacks the end-of-stream flag that closes a finished file."""
+    whole = write_audio(tmp_path / f"whole.{suffix}", song, RATE)
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(data[: ogg_page_starts(data)[len(ogg_page_starts(data)) // 2]])
+    with pytest.raises(DecodeError, match=r": truncated: decoded 0:\d\d; the Ogg stream ends without its last page"):
+        decode(cut, 16000, 2)
+
+
+@pytest.mark.parametrize("suffix", ["ogg", "opus"])
+def test_an_ogg_file_whose_last_page_declares_too_much_is_not_called_damaged(tmp_path, song, suffix):
+    """A forged granule position in an intact stream: the length is wrong, no page was lost."""
+    whole = write_audio(tmp_path / f"whole.{suffix}", song, RATE)
+    data = bytearray(whole.read_bytes())
+    last = ogg_page_starts(bytes(data))[-1]
+    granule = struct.unpack("<q", data[last + 6 : last + 14])[0]
+    data[last + 6 : last + 14] = struct.pack("<q", granule * 3)
+    data[last + 22 : last + 26] = struct.pack("<I", ogg_crc(bytes(data[last:])))
+    forged = tmp_path / f"forged.{suffix}"
+    forged.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match=r": damaged: its last Ogg page declares 1:00 but every page is intact"):
+        decode(forged, 16000, 2)
+
+
+def ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum (CRC-32, polynomial 0x04C11DB7, unreflected, no final xor), written out bit by bit."""
+    page = page[:22] + b"\0\0\0\0" + page[26:]
+    crc = 0
+    for byte in page:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    return crc
+
+
 def test_a_truncated_file_is_listed_and_retried_once_complete(tmp_path, song):
     (tmp_path / "lib").mkdir()
     whole = write_audio(tmp_path / "lib" / "Band - Song.mp3", song, RATE)

@@ -4,12 +4,15 @@ FFmpeg decodes what is there without complaint: the first 20 KB of a 3-minute Og
 track, and a WAV header claiming 1 Hz turns 12 KB into 51 minutes of samples. A file is compared
 with the length its container declares (FLAC's STREAMINFO, an MP3's Xing/Info/VBRI header, MP4's
 moov, a WAV's data chunk size); an Ogg file (Vorbis, Opus, FLAC) declares its length only in its
-last page, so there the last page itself must be whole, and the decoded audio must reach the
-length that page declares: FFmpeg drops a page that fails its CRC without an error, leaving a hole.
+last page, so there the last page itself must be whole and carry the end-of-stream flag (a file cut
+at a page boundary has whole pages only), and the decoded audio must reach the length that page
+declares: FFmpeg drops a page that fails its CRC without an error, leaving a hole. A file whose
+pages are all intact but whose last page declares more than they hold has a wrong length, not a hole.
 """
 
 from __future__ import annotations
 
+import binascii
 import struct
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import av
 MIN_RATE, MAX_RATE = 4000, 768000  # telephone speech to the highest studio rates
 COMPLETE = 0.9  # decoded length below this share of the declared one: the file was cut off
 OGG_MAX_PAGE = 27 + 255 + 255 * 255
+OGG_END_OF_STREAM = 0x04  # header-type flag of a stream's last page (RFC 3533)
 OGG_SLACK = 0.25  # seconds: Opus pre-skip and end trimming are milliseconds; a lost page is longer
 
 
@@ -55,8 +59,15 @@ def cut_short(path: Path, container: av.container.InputContainer, decoded_second
         last = _ogg_last_page(path)
         if last is None:
             return f"truncated: decoded {clock(decoded_seconds)}, the Ogg stream stops mid-page"
+        if not last[5] & OGG_END_OF_STREAM:  # cut at a page boundary: every page whole, the last one missing
+            return f"truncated: decoded {clock(decoded_seconds)}; the Ogg stream ends without its last page"
         declared = _ogg_seconds(last, container.streams.audio[0])
         if declared and decoded_seconds < declared - OGG_SLACK:
+            if _ogg_pages_intact(path):
+                return (
+                    f"damaged: its last Ogg page declares {clock(declared)} but every page is intact and "
+                    f"holds {clock(decoded_seconds)}: the length written in the file is wrong"
+                )
             return (
                 f"damaged: decoded {clock(decoded_seconds)} of {clock(declared)}; "
                 "Ogg pages lost mid-stream (checksum errors)"
@@ -115,3 +126,35 @@ def _ogg_seconds(header: bytes, stream: av.audio.stream.AudioStream) -> float | 
     granule = struct.unpack("<q", header[6:14])[0]
     rate = 48000 if stream.codec_context.name == "opus" else stream.rate
     return granule / rate if granule > 0 and rate else None
+
+
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def _ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum: CRC-32 (polynomial 0x04C11DB7) unreflected, initial value and final xor 0.
+
+    zlib's CRC-32 is the reflected form; fed bit-reversed bytes, with its own initial and final
+    inversions undone, it gives the bit-reversed Ogg checksum at C speed.
+    """
+    reflected = binascii.crc32(page.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
+def _ogg_pages_intact(path: Path) -> bool:
+    """Whether every page of the file is there, back to back, with a valid checksum and no gap in
+    its stream's sequence numbers. Read only when the decoded length falls short of the declared one."""
+    data = Path(path).read_bytes()
+    offset, sequence = 0, {}
+    while offset < len(data):
+        if data[offset : offset + 4] != b"OggS" or offset + 27 > len(data):
+            return False
+        segments = data[offset + 26]
+        end = offset + 27 + segments + sum(data[offset + 27 : offset + 27 + segments])
+        page = data[offset:end]
+        serial, number, crc = struct.unpack("<III", page[14:26])
+        blank = page[:22] + b"\0\0\0\0" + page[26:]
+        if end > len(data) or _ogg_crc(blank) != crc or sequence.get(serial, number - 1) != number - 1:
+            return False
+        sequence[serial], offset = number, end
+    return True
