@@ -169,7 +169,7 @@ DAMAGED = {
     ("truncated", ".mp3"): "truncated: decoded 0:01 of 0:03",  # shorter than its Xing header declares
     ("truncated", ".wav"): "truncated: decoded 0:01 of 0:03",  # shorter than its data chunk declares
     ("truncated", ".ogg"): "not an audio file or unsupported format",
-    ("truncated", ".m4a"): "not an audio file or unsupported format",
+    ("truncated", ".m4a"): "truncated: the MP4 file stops in its audio data, before its index (moov)",
     ("corrupted", ".flac"): "truncated: decoded 0:02 of 0:03",  # the frames before the damage, then nothing
     ("corrupted", ".mp3"): "corrupt audio data",
     ("corrupted", ".wav"): 3.0,  # PCM has no structure to break: the noise is decoded as audio

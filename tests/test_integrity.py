@@ -145,3 +145,33 @@ def test_a_wav_written_by_a_recorder_that_never_filled_in_its_size_still_decodes
     path = tmp_path / "live.wav"
     path.write_bytes(wav_header(16000, 0) + noise)
     assert decode(path, 16000, 1).shape[1] == 16000
+
+
+def mp4_boxes(data: bytes) -> dict[bytes, int]:
+    """Top-level MP4 boxes: type -> offset."""
+    boxes, offset = {}, 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        boxes[kind], offset = offset, offset + size
+    return boxes
+
+
+def test_an_m4a_cut_before_its_index_at_the_end_is_called_truncated(tmp_path, song):
+    whole = write_audio(tmp_path / "whole.m4a", song, RATE)
+    data = whole.read_bytes()
+    assert mp4_boxes(data)[b"moov"] > mp4_boxes(data)[b"mdat"]  # the index after the audio, as FFmpeg writes it
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeError, match=r": truncated: the MP4 file stops in its audio data, before its index"):
+        decode(cut, 16000, 2)
+
+
+def test_an_m4a_whose_clock_runs_at_1_hz_is_refused_as_forged_not_truncated(tmp_path, song):
+    data = bytearray(write_audio(tmp_path / "whole.m4a", song, RATE).read_bytes())
+    header = data.find(b"mdhd")
+    timescale = header + 4 + 4 + (8 if data[header + 4] == 0 else 16)  # after version, flags and the two dates
+    data[timescale : timescale + 4] = struct.pack(">I", 1)
+    forged = tmp_path / "forged.m4a"
+    forged.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match=r": implausible MP4 time scale 1 Hz \(an audio track counts time"):
+        decode(forged, 16000, 2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from metalcore.audio.integrity import check_rate, cut_short
+from metalcore.audio.integrity import check_clock, check_rate, cut_short, mp4_cut_before_index
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus"})
 SILENCE_DBFS = -90.0  # a peak below this (one int16 step or less) is digital silence
@@ -56,7 +56,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as err:
-        raise DecodeError(path, f"not an audio file or unsupported format: {_why(err)}") from err
+        reason = mp4_cut_before_index(path) or f"not an audio file or unsupported format: {_why(err)}"
+        raise DecodeError(path, reason) from err
 
 
 def require_regular(path: Path) -> None:
@@ -149,7 +150,7 @@ def stream(path: str | os.PathLike, sample_rate: int, channels: int, block_frame
         audio = container.streams.audio[0]
         if audio.rate <= 0 or audio.channels <= 0:
             raise DecodeError(path, "not an audio file or unsupported format: no sample rate or channels found")
-        if reason := check_rate(audio.rate):
+        if reason := check_rate(audio.rate) or check_clock(container):
             raise DecodeError(path, reason)
         block, filled, total = np.empty((block_frames, channels), np.int16), 0, 0
         try:

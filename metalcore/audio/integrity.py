@@ -20,6 +20,7 @@ import av
 
 MIN_RATE, MAX_RATE = 4000, 768000  # telephone speech to the highest studio rates
 COMPLETE = 0.9  # decoded length below this share of the declared one: the file was cut off
+MIN_MP4_CLOCK = 1000  # Hz: a coarser clock cannot time audio frames (1,024 samples are ~21 ms)
 OGG_MAX_PAGE = 27 + 255 + 255 * 255
 OGG_END_OF_STREAM = 0x04  # header-type flag of a stream's last page (RFC 3533)
 OGG_SLACK = 0.25  # seconds: Opus pre-skip and end trimming are milliseconds; a lost page is longer
@@ -30,6 +31,49 @@ def check_rate(rate: int) -> str | None:
     if not MIN_RATE <= rate <= MAX_RATE:
         return f"implausible sample rate {rate} Hz (audio uses {MIN_RATE} to {MAX_RATE} Hz)"
     return None
+
+
+def check_clock(container: av.container.InputContainer) -> str | None:
+    """Why an MP4 audio track's time scale cannot be real (a forged header), or None.
+
+    The time scale is the track's clock; muxers set it to the sample rate. At 1 Hz every packet's
+    timestamp rounds to whole seconds and FFmpeg drops nearly all of the audio, which would
+    otherwise read as a cut-off file.
+    """
+    if "mp4" not in container.format.name.split(","):
+        return None
+    time_base = container.streams.audio[0].time_base
+    scale = round(1 / time_base) if time_base else 0
+    if 0 < scale < MIN_MP4_CLOCK:
+        return (
+            f"implausible MP4 time scale {scale} Hz (an audio track counts time in its sample rate, "
+            f"at least {MIN_MP4_CLOCK} Hz): a forged or damaged header"
+        )
+    return None
+
+
+def mp4_cut_before_index(path: Path) -> str | None:
+    """Why an MP4 file FFmpeg cannot open is a cut-off download, or None.
+
+    FFmpeg writes the index (``moov``) after the audio (``mdat``); a download stopped before the
+    end loses the index, and FFmpeg sees only "invalid data".
+    """
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        offset, kinds = 0, []
+        while offset + 8 <= size:
+            f.seek(offset)
+            length, kind = struct.unpack(">I4s", f.read(8))
+            if length == 1:  # a 64-bit size follows the type
+                length = struct.unpack(">Q", f.read(8))[0]
+            if length < 8:
+                return None
+            kinds.append(kind)
+            offset += length
+    if not kinds or kinds[0] != b"ftyp" or b"moov" in kinds or offset <= size:
+        return None
+    inside = "its audio data" if kinds[-1] == b"mdat" else f"its '{kinds[-1].decode('latin-1')}' box"
+    return f"truncated: the MP4 file stops in {inside}, before its index (moov) at the end; the download did not finish"
 
 
 def clock(seconds: float) -> str:
