@@ -27,7 +27,7 @@ from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
-from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, grid, to_float
+from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, check_windows_fit, grid, to_float
 from metalcore.data.split import SPLITS, Split, artist_key, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 
@@ -84,8 +84,8 @@ class MusicDataModule(LightningDataModule):
         super().__init__()
         if channels not in (1, 2):
             raise UserError(f"data.channels={channels} must be 1 (mono) or 2 (stereo)")
-        if sample_rate < 1000:
-            raise UserError(f"data.sample_rate={sample_rate} is too low for music")
+        if not 1000 <= sample_rate <= 768000:  # what audio uses, as the checkpoint's spec says
+            raise UserError(f"data.sample_rate={sample_rate} must be from 1000 to 768000 Hz (44100 is usual)")
         if segment_seconds <= 0 or segments_per_track < 1 or batch_size < 1:
             raise UserError(
                 f"data.segment_seconds={segment_seconds}, data.segments_per_track="
@@ -139,6 +139,7 @@ class MusicDataModule(LightningDataModule):
         if self.demo is not None:
             self.demo.ensure(self.root)
         tracks = scan(self.root)
+        check_windows_fit(len(tracks), self.segments_per_track)
         result = self.cache.build([t.path for t in tracks], workers=self.workers_for_decoding, progress=progress)
         kept, left_out = one_label_each(
             [t for t in tracks if t.path in result.tracks], lambda t: result.tracks[t.path].path

@@ -100,12 +100,14 @@ class MelFrontend(nn.Module):
         top_db: float | None = 80.0,
     ) -> None:
         super().__init__()
-        hop_length = hop_length or n_fft // 2
+        hop_length = n_fft // 2 if hop_length is None else hop_length
         if n_mels < 1:
             raise UserError(f"features.n_mels={n_mels} must be at least 1 (64 is usual)")
-        if n_fft < 16 or hop_length < 1:
+        if n_fft < 16:
+            raise UserError(f"features.n_fft={n_fft} must be 16 samples or more (1024 is usual)")
+        if hop_length < 1:
             raise UserError(
-                f"features.n_fft={n_fft} / features.hop_length={hop_length}: too small to make a spectrogram"
+                f"features.hop_length={hop_length} must be 1 sample or more (a quarter to half of features.n_fft)"
             )
         with warnings.catch_warnings():  # torchaudio warns of empty filters; the error below says it better
             warnings.simplefilter("ignore", UserWarning)

@@ -25,9 +25,10 @@ from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.training.callbacks.record import validation_scores
+from metalcore.training.checks import check_config
 from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
-from metalcore.training.metrics import canonical, logged_names
+from metalcore.training.metrics import canonical
 from metalcore.training.module import GenreClassifier
 from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
 
@@ -98,8 +99,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Files (metrics.json, config.yaml, figures) are written by the callbacks in ``conf/callbacks/``.
     """
     check_seed(cfg.seed)
-    if cfg.trainer.get("max_epochs") == 0:  # Lightning would test the untrained model and exit 0
-        raise UserError("trainer.max_epochs=0 trains nothing; give 1 or more (or -1 for no limit with max_steps)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):  # this job's share of the cores when a sweep runs several at once
         torch.set_num_threads(cfg.threads)
@@ -131,7 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     The parent prepares the data once and checks the config before any process starts; rank 0's
     RunRecord writes metrics.json, which the parent reads back for the sweeper.
     """
-    check_optimized_metric(cfg)
+    check_config(cfg)
     processes = local_processes(
         cfg.trainer.get("strategy"), cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices")
     )
@@ -157,14 +156,6 @@ def log_once() -> None:
             handler.close()
 
 
-def check_optimized_metric(cfg: DictConfig) -> None:
-    """A misspelt ``optimized_metric`` is refused before training, with the names a run logs."""
-    name = cfg.get("optimized_metric")
-    names = logged_names()
-    if name and canonical(name) not in {canonical(n) for n in names}:
-        raise UserError(f"optimized_metric={name} is not a metric a run logs; use one of: {', '.join(names)}")
-
-
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
     """The value of ``optimized_metric`` (``val/...`` or ``test/...``) for a sweeper to optimise.
 
@@ -173,7 +164,6 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    check_optimized_metric(cfg)
     if name in metrics["val"]:
         return metrics["val"][name]
     value: Any = metrics

@@ -1,0 +1,110 @@
+"""Every config value a run cannot use is refused before any work, in one line naming the key and
+the valid range: not after an epoch, not as a traceback from PyTorch or Lightning."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import run_module, tiny_overrides
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from metalcore.core.errors import UserError
+from metalcore.training.checks import check_config
+from metalcore.training.config import CONF
+
+# override -> what the line must say (a regular expression)
+BAD = {
+    "data.num_workers=-1": r"^data.num_workers=-1 must be 0 or more \(0 loads in the training process\)$",
+    "data.workers_for_decoding=-2": r"^data.workers_for_decoding=-2 must be 0 or more \(0 starts one per core\)$",
+    "module.optimizer.lr=-1": r"^module.optimizer.lr=-1.0 must be a positive finite number \(1e-3 is usual\)$",
+    "module.optimizer.lr=nan": r"^module.optimizer.lr=nan must be a positive finite number",
+    "module.optimizer.weight_decay=-0.1": r"^module.optimizer.weight_decay=-0.1 must be 0 or more$",
+    "module.scheduler.T_max=0": r"^module.scheduler.T_max=0 must be 1 or more \(epochs in one cosine half-period\)$",
+    "augment.spectrogram.specaugment.freq_mask=65": r"^augment.spectrogram.specaugment.freq_mask=65 is wider than "
+    r"the 64 Mel bands \(features.n_mels\); use 0 to 64",
+    "augment.spectrogram.specaugment.time_mask=1000": r"^augment.spectrogram.specaugment.time_mask=1000 is wider than "
+    r"the 474 frames of a segment; use 0 to 474",
+    "callbacks.model_checkpoint.monitor=val/acuracy": r"^callbacks.model_checkpoint.monitor=val/acuracy is not a "
+    r"metric a run logs at validation; use one of: val/loss, val/acc, .*val/track_f1, ",
+    "callbacks.model_checkpoint.mode=sideways": r"^callbacks.model_checkpoint.mode=sideways must be min or max$",
+    "trainer.max_epochs=0": r"^trainer.max_epochs=0 trains nothing",
+    "optimized_metric=val/f2": r"^optimized_metric=val/f2 is not a metric a run logs",
+}
+
+
+def config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def default() -> DictConfig:
+    return config()
+
+
+@pytest.mark.parametrize("override", BAD)
+def test_a_value_a_run_cannot_use_is_one_line_with_the_valid_range(default, override):
+    cfg = copy.deepcopy(default)  # one composition for all: Hydra's would take a second each
+    parsed = OverridesParser.create().parse_override(override)
+    OmegaConf.update(cfg, parsed.key_or_group, parsed.value())
+    with pytest.raises(UserError, match=BAD[override]):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("experiment", [None, *sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))])
+def test_the_default_config_and_every_experiment_pass(experiment):
+    check_config(config(*([f"experiment={experiment}"] if experiment else [])))
+
+
+def test_a_monitor_given_with_its_direction_passes():
+    check_config(config("callbacks.model_checkpoint.monitor=val/track_f1", "callbacks.model_checkpoint.mode=max"))
+
+
+def test_train_refuses_before_any_work(tmp_path):
+    """Before the library is scanned or decoded: no demo set, no cache, one line, status 2."""
+    result = run_module(
+        "metalcore.train",
+        *tiny_overrides(tmp_path / "cache", f"hydra.run.dir={tmp_path / 'run'}", "callbacks.model_checkpoint.mode=up"),
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("callbacks.model_checkpoint.mode=up must be min or max")
+    assert "Traceback" not in result.stderr and not (tmp_path / "cache").exists()
+
+
+def test_a_hop_of_zero_samples_is_refused_not_taken_as_half_the_window():
+    """``hop_length=0`` trained with n_fft / 2 while config.yaml recorded 0."""
+    from metalcore.models.frontend import MelFrontend
+
+    with pytest.raises(UserError, match=r"^features.hop_length=0 must be 1 sample or more"):
+        MelFrontend(sample_rate=16000, n_fft=512, hop_length=0)
+    assert MelFrontend(sample_rate=16000, n_fft=512).hop_length == 256  # left out (null): half the window
+
+
+@pytest.mark.parametrize("rate", [999, 999999999])
+def test_a_sample_rate_audio_does_not_use_is_named_as_the_cause(tmp_path, rate):
+    """Not blamed on "empty Mel filters" by the front-end built next."""
+    from metalcore.data.datamodule import MusicDataModule
+
+    with pytest.raises(UserError, match=rf"^data.sample_rate={rate} must be from 1000 to 768000 Hz"):
+        MusicDataModule(str(tmp_path), str(tmp_path / "cache"), sample_rate=rate)
+
+
+def test_a_segment_index_that_cannot_fit_in_memory_is_refused_before_decoding(tmp_path):
+    """``data.segments_per_track=100000000`` grew past 14.7 GB with nothing printed."""
+    from metalcore.data.datamodule import MusicDataModule
+
+    for label in ("metal", "hardcore"):
+        (tmp_path / "lib" / label).mkdir(parents=True)
+        (tmp_path / "lib" / label / "a.wav").write_bytes(b"not decoded: refused before")
+    data = MusicDataModule(str(tmp_path / "lib"), str(tmp_path / "cache"), segments_per_track=100_000_000)
+    with pytest.raises(
+        UserError,
+        match=r"^data.segments_per_track=100000000: 2 tracks x 100000000 windows need "
+        r"about 37 GiB for the segment index, more than half of the .* GiB of memory available; "
+        r"use at most \d+",
+    ):
+        data.prepare(progress=False)
+    assert not list((tmp_path / "cache").rglob("*.pcm")) and not (tmp_path / "cache" / "skipped.csv").exists()
