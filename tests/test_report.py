@@ -16,7 +16,7 @@ from conftest import run_module
 
 from metalcore.evaluation import sweep as report
 from metalcore.report import main as report_command
-from metalcore.training import metrics
+from metalcore.scoring import metrics
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], track_acc: float | None = None, log: str = "") -> Path:

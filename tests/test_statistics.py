@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from metalcore.evaluation.paired import compare, mcnemar_exact
-from metalcore.training.metrics import classification_metrics
+from metalcore.inference.tracks import TrackPrediction
+from metalcore.scoring.metrics import classification_metrics
+from metalcore.scoring.pooling import TrackPooling, pool_tracks, pooled_clips, pooled_tracks
 from metalcore.uncertainty.bootstrap import track_intervals, weighted_scores
 from metalcore.uncertainty.calibration import ece, fit_temperature, temper
 
@@ -24,6 +28,24 @@ def simulated_test_set(rng: np.random.Generator, tracks: int, clips: int, skill:
     probs[np.arange(len(labels)), labels] = p_true
     probs[np.arange(len(labels)), 1 - labels] = 1 - p_true
     return probs, labels, track_ids
+
+
+def test_training_evaluation_and_predict_pool_a_track_the_same_way():
+    rng = np.random.default_rng(3)
+    tracks = rng.permutation(np.repeat([7, 2, 9], [5, 1, 3]))  # uneven clip counts, ids out of order
+    probs = rng.dirichlet(np.ones(3), size=len(tracks))
+    labels = np.array([{7: 0, 2: 2, 9: 1}[t] for t in tracks])
+    pooling = TrackPooling()  # training's form (torch, gathered across processes)
+    pooling.update(torch.from_numpy(probs), torch.from_numpy(labels), torch.from_numpy(tracks))
+    torch_probs, torch_labels = pooled_tracks(pooling)
+    numpy_probs, numpy_labels, _ = pool_tracks(probs, labels, tracks)  # the bootstrap's, evaluate's
+    expected = np.stack([probs[tracks == t].mean(0) for t in (2, 7, 9)])  # ascending track ids
+    np.testing.assert_allclose(torch_probs.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(numpy_probs, expected, rtol=1e-12)
+    assert torch_labels.tolist() == numpy_labels.tolist() == [2, 0, 1]
+    assert np.array_equal(pooled_clips(pooling)[2], tracks)
+    one = TrackPrediction(Path("x.wav"), ["a", "b", "c"], 9.0, np.arange(5.0), 2.0, probs[tracks == 7])
+    np.testing.assert_allclose(one.probs, expected[1], rtol=1e-12)  # predict's form
 
 
 def test_numpy_metrics_match_the_training_module_metrics():

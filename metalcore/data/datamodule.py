@@ -253,6 +253,11 @@ class MusicDataModule(LightningDataModule):
         lib = self._library
         return [(lib.cached[i].source, lib.labels[i]) for i in np.flatnonzero(self._splits == split)]
 
+    def durations(self, split: str) -> list[float]:
+        """Seconds of each track in ``split``, in the order of ``tracks``."""
+        lib = self._library
+        return [lib.cached[i].duration for i in np.flatnonzero(self._splits == split)]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Tracks and clips per split, for metrics.json and the logs."""
         return {

@@ -1,6 +1,6 @@
 """Track predictions pooled across a sweep's jobs: out-of-fold tables, suspected labels, paired comparisons.
 
-Every job leaves ``test_tracks.csv`` (metalcore.training.heldout). The folds of a cross-validation
+Every job leaves ``test_tracks.csv`` (metalcore.scoring.per_track). The folds of a cross-validation
 each test different tracks, so together they give one held-out prediction per track and seed: the
 out-of-fold table, scored with an interval over all its tracks. Tracks that the out-of-fold models
 put in another class with high confidence are listed as suspected labels (a metalcore song filed as
@@ -17,7 +17,7 @@ import numpy as np
 
 from metalcore.core.errors import UserError
 from metalcore.evaluation.paired import Comparison, compare
-from metalcore.training.heldout import FILE, read_test_tracks
+from metalcore.scoring.per_track import TEST_TRACKS, classes_in, read_tracks
 from metalcore.uncertainty.bootstrap import formatted, track_intervals, weighted_scores
 
 FOLD_KEY = "data.split.fold"
@@ -29,13 +29,13 @@ def job_rows(jobs: Sequence) -> list[dict]:
     rows = []
     for job in jobs:
         if job.status == "ok":
-            for row in read_test_tracks(job.folder / FILE):
+            for row in read_tracks(job.folder / TEST_TRACKS):
                 rows.append({"job": job.folder.name, **{k: job.overrides.get(k, "") for k in PAIRED_BY}, **row})
     return rows
 
 
 def class_names(rows: Sequence[dict]) -> list[str]:
-    return [k[2:] for k in rows[0] if k.startswith("p_")] if rows else []
+    return classes_in(rows[0]) if rows else []
 
 
 def arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,8 @@ import yaml
 
 from metalcore.core import files
 from metalcore.core.errors import UserError
-from metalcore.training.metrics import canonical, higher_is_better
+from metalcore.core.sweep_config import sweep_size
+from metalcore.scoring.metrics import canonical, higher_is_better
 from metalcore.uncertainty.bootstrap import SUFFIX, formatted
 
 DEFAULT_METRIC = "test.track.acc"
@@ -133,8 +134,6 @@ def expected_jobs(root: Path, jobs: Sequence[Job]) -> int | None:
         optuna = str(hydra["sweeper"].get("_target_", "")).endswith("OptunaSweeper")
     except Exception:  # nothing to read: the count is unknown
         return None
-    from metalcore.training.sweep_progress import sweep_size  # Hydra glue, only when a count is asked for
-
     # a job's own hydra.yaml holds its values, not the basic sweeper's lists
     return sweep_size(hydra) if optuna or source.name == "multirun.yaml" else None
 

@@ -19,14 +19,16 @@ import numpy as np
 import torch
 
 from metalcore.core.errors import UserError
-from metalcore.core.files import atomic_file, read_csv, write_csv, write_json
+from metalcore.core.files import atomic_file, read_csv, write_json
 from metalcore.data.catalogue import scan
 from metalcore.evaluation.embeddings import Features, penultimate, write_projector
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome, TrackPrediction, predict_files
-from metalcore.training.metrics import classification_metrics
-from metalcore.training.plots import confusion_figure
-from metalcore.uncertainty.bootstrap import LEVEL, RESAMPLES, pool_tracks, track_intervals, with_intervals
+from metalcore.scoring.metrics import classification_metrics
+from metalcore.scoring.per_track import track_row, write_tracks
+from metalcore.scoring.plots import confusion_figure
+from metalcore.scoring.pooling import pool_tracks
+from metalcore.uncertainty.bootstrap import LEVEL, RESAMPLES, track_intervals, with_intervals
 from metalcore.uncertainty.calibration import level_ece, reliability_figure, temper
 
 
@@ -72,22 +74,9 @@ def track_rows(outcomes: list[Outcome], truth: list[str], classes: list[str]) ->
     rows = []
     for outcome, true in zip(outcomes, truth):
         p = outcome.prediction
-        row = {
-            "path": str(outcome.path),
-            "true": true,
-            "predicted": p.label if p else "",
-            "confidence": round(p.confidence, 6) if p else "",
-            "p_true": round(float(p.probs[classes.index(true)]), 6) if p else "",
-            "correct": (p.label == true) if p else "",
-            "segments": len(p.starts) if p else 0,
-            "duration_s": round(p.duration, 3) if p else "",
-            **({f"p_{c}": round(float(v), 6) for c, v in zip(classes, p.probs)} if p else {}),
-            "error": outcome.error or "",
-        }
-        rows.append(row)
-    return sorted(
-        rows, key=lambda r: (r["error"] != "", r["correct"] is True, r["p_true"] if r["p_true"] != "" else 0.0)
-    )
+        scored = (p.probs, len(p.starts), p.duration) if p else (None, 0, None)
+        rows.append({**track_row(outcome.path, true, classes, *scored), "error": outcome.error or ""})
+    return sorted(rows, key=lambda r: (r["error"] != "", r.get("correct") is True, r.get("p_true", 0.0)))
 
 
 def clip_arrays(done: list[tuple[TrackPrediction, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,20 +184,7 @@ def evaluate(
     }
     save_figure(reliability_figure(curves, "per track"), output_dir / "reliability.png")
     truth = [label for _, label in tracks]
-    rows = track_rows(outcomes, truth, classes)
-    header = [
-        "path",
-        "true",
-        "predicted",
-        "confidence",
-        "p_true",
-        "correct",
-        "segments",
-        "duration_s",
-        *(f"p_{c}" for c in classes),
-        "error",
-    ]
-    write_csv(output_dir / "tracks.csv", header, [[row.get(k, "") for k in header] for row in rows])
+    write_tracks(output_dir / "tracks.csv", track_rows(outcomes, truth, classes), classes)
     if embeddings:
         header = ["track", "class", "split", "predicted", "confidence", "correct"]
         metadata = [

@@ -22,6 +22,7 @@ from metalcore.audio.decode import DecodeError, audible
 from metalcore.core.errors import UserError
 from metalcore.data.catalogue import walk
 from metalcore.inference.checkpoint import Classifier
+from metalcore.scoring.pooling import pool_tracks
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class TrackPrediction:
 
     @property
     def probs(self) -> np.ndarray:
-        """``(classes,)``: the mean of the segments' probabilities, as the training module pools a track."""
-        return self.segment_probs.mean(0)
+        """``(classes,)``: the segments' probabilities pooled as the training module pools a track's clips."""
+        one_track = np.zeros(len(self.segment_probs), dtype=np.int64)
+        return pool_tracks(self.segment_probs, one_track, one_track)[0][0]
 
     @property
     def label(self) -> str:

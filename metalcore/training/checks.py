@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from metalcore.core.errors import UserError
-from metalcore.training.metrics import canonical, logged_names
+from metalcore.scoring.metrics import canonical, logged_names
 
 # scheduler keys that count steps or epochs, with what one unit of them is
 _SCHEDULE_LENGTHS = {"T_max": "epochs in one cosine half-period", "T_0": "epochs in the first restart period"}

@@ -45,7 +45,7 @@ def best_precision() -> str:
 
 def direction(metric: str) -> str:
     """``maximize`` for a score, ``minimize`` for a loss: what a sweeper does with ``optimized_metric``."""
-    from metalcore.training.metrics import higher_is_better  # torchmetrics only when a sweeper asks
+    from metalcore.scoring.metrics import higher_is_better  # torchmetrics only when a sweeper asks
 
     return "maximize" if higher_is_better(metric) else "minimize"
 

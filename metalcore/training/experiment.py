@@ -24,11 +24,11 @@ from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
+from metalcore.scoring.metrics import canonical
 from metalcore.training.callbacks.record import validation_scores
 from metalcore.training.checks import check_config
 from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
-from metalcore.training.metrics import canonical
 from metalcore.training.module import GenreClassifier
 from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
 

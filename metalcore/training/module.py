@@ -31,7 +31,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from metalcore.models.augment import Augment
 from metalcore.models.base import Network
-from metalcore.training.metrics import TrackPooling, classification_metrics, pooled_clips, pooled_tracks
+from metalcore.scoring.metrics import classification_metrics
+from metalcore.scoring.pooling import TrackPooling, pooled_clips, pooled_tracks
 
 HELD_OUT = ("val", "test")
 # Lightning advises sync_dist=True for epoch values logged under DDP; these are reduced already (see above)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from metalcore.scoring.pooling import pool_tracks
+
 RESAMPLES = 1000
 LEVEL = 0.95
 SUFFIX = "_ci95"  # metrics.json: "acc": 0.93, "acc_ci95": [0.84, 1.0]
@@ -95,18 +97,6 @@ def percentile_interval(values: np.ndarray, units: int, level: float = LEVEL) ->
     if low == high == 0.0:
         return [0.0, float(1 - tail ** (1 / units))]
     return [float(low), float(high)]
-
-
-def pool_tracks(
-    clip_probs: np.ndarray, clip_labels: np.ndarray, clip_tracks: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each track's mean clip probability ``(tracks, classes)``, its label, and per clip the row of its track."""
-    ids, inverse = np.unique(clip_tracks, return_inverse=True)
-    sums = np.zeros((len(ids), clip_probs.shape[-1]))
-    np.add.at(sums, inverse, clip_probs)
-    labels = np.zeros(len(ids), dtype=np.int64)
-    labels[inverse] = clip_labels
-    return sums / np.bincount(inverse, minlength=len(ids))[:, None], labels, inverse
 
 
 def track_intervals(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from metalcore.core.files import atomic_file
-from metalcore.uncertainty.bootstrap import pool_tracks
+from metalcore.scoring.pooling import pool_tracks
 
 BINS = 15
 TEMPERATURES = np.geomspace(0.05, 20.0, 481)  # the search grid: 2.6 % steps over 0.05 to 20

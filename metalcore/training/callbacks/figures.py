@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from metalcore.training.plots import confusion_figure, spectrogram_image
+from metalcore.scoring.plots import confusion_figure, spectrogram_image
 
 
 def tensorboard(trainer: Trainer) -> Any | None:

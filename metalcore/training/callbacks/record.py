@@ -18,8 +18,9 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from metalcore.core.files import write_json, write_text
-from metalcore.training import heldout
+from metalcore.scoring.per_track import TEST_TRACKS, clip_rows, write_tracks
 from metalcore.training.timing import timings
+from metalcore.uncertainty import trust
 from metalcore.uncertainty.calibration import store_temperature
 
 HPARAM_GROUPS = ("data", "features", "augment", "model", "module", "trainer", "seed")
@@ -70,7 +71,7 @@ class RunRecord(Callback):
             "classes": pl_module.classes,
             "seed": self.seed,
             # test scores with their 95 % intervals, the bootstrap settings, the fitted temperature
-            **heldout.summary(pl_module.results["test"], pl_module.held_out, self.seed or 0),
+            **trust.summary(pl_module.results["test"], pl_module.held_out, self.seed or 0),
             "counts": trainer.datamodule.counts() if trainer.datamodule is not None else None,
             "epochs": trainer.current_epoch,
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
@@ -96,16 +97,15 @@ class RunRecord(Callback):
         if not trainer.is_global_zero:
             return
         write_json(self.output_dir / "metrics.json", metrics)
-        heldout.write_test_tracks(
-            self.output_dir / heldout.FILE,
-            trainer.datamodule.tracks("test"),
-            pl_module.classes,
-            pl_module.held_out["test"],
+        datamodule = trainer.datamodule
+        rows = clip_rows(
+            datamodule.tracks("test"), datamodule.durations("test"), pl_module.classes, pl_module.held_out["test"]
         )
+        write_tracks(self.output_dir / TEST_TRACKS, rows, pl_module.classes)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:  # predict, evaluate and export read the temperature from the checkpoint they are given
             store_temperature(Path(best), metrics["calibration"])
-        for line in heldout.log_lines(metrics):
+        for line in trust.log_lines(metrics):
             log.info("%s", line)
         if self.config is None:
             return
