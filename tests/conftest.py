@@ -98,3 +98,14 @@ def trained_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> Path:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def musicnn_cache(cache_dir) -> Path:
+    """``cache_dir`` with musicnn's four backbones fetched, verified and converted once per session
+    (``pip download`` from the configured index, as on a user's first run)."""
+    from metalcore.models.musicnn import BACKBONES, load_musicnn
+
+    for backbone in BACKBONES:
+        load_musicnn(backbone, cache_dir)
+    return cache_dir
