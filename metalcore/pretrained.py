@@ -11,13 +11,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalcore.cli.options import one_line_errors
+from metalcore.core.errors import command
 from metalcore.models.musicnn import BACKBONES, default_cache_dir, load_musicnn
 from metalcore.models.pretrained.musicnn import weights_path
 
 
-@one_line_errors
-def main(argv: Sequence[str] | None = None) -> int:
+@command()
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metalcore.pretrained", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="fetch, verify and convert a pretrained model family's weights")
@@ -41,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(from {source['filename']}, sha256 {source['sha256'][:12]}..., licence {source['licence']}; "
             f"trained on {source['trained_on']})"
         )
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

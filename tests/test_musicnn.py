@@ -172,7 +172,9 @@ def test_without_network_the_command_says_how_to_place_the_wheel(tmp_path, monke
     for name, value in {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}.items():
         monkeypatch.setenv(name, value)  # pip, run by the command, sees no index and no local wheels
     monkeypatch.delenv(WHEELS_ENV, raising=False)
-    assert pretrained.main(["fetch", "musicnn", "--backbone", "MSD_musicnn", "--cache-dir", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        pretrained.main(["fetch", "musicnn", "--backbone", "MSD_musicnn", "--cache-dir", str(tmp_path)])
+    assert stopped.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and not captured.out, captured.err
@@ -182,7 +184,7 @@ def test_without_network_the_command_says_how_to_place_the_wheel(tmp_path, monke
 
 
 def test_fetch_command_reports_each_backbone(musicnn_cache, capsys):
-    assert pretrained.main(["fetch", "musicnn", "--cache-dir", str(musicnn_cache)]) == 0
+    pretrained.main(["fetch", "musicnn", "--cache-dir", str(musicnn_cache)])
     out = capsys.readouterr().out
     assert [line.split(":")[0] for line in out.splitlines()] == list(BACKBONES)
     assert "787,159 parameters" in out and "licence ISC" in out and "non-commercial" in out
