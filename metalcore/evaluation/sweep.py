@@ -18,11 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
 from metalcore.core import files
+from metalcore.core.environment import spread
 from metalcore.core.errors import UserError
 from metalcore.core.sweep_config import sweep_size
 from metalcore.scoring.metrics import canonical, higher_is_better
@@ -76,6 +78,7 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     intervals: dict[str, list[float]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)  # the software it ran under, as recorded
 
 
 def parse_overrides(lines: Sequence[str]) -> dict[str, str]:
@@ -101,7 +104,14 @@ def read_job(folder: Path) -> Job:
         try:
             metrics = json.loads(metrics_path.read_text())
             if metrics.get("test"):
-                return Job(folder, overrides, "ok", flatten(metrics), intervals=intervals(metrics))
+                return Job(
+                    folder,
+                    overrides,
+                    "ok",
+                    flatten(metrics),
+                    intervals=intervals(metrics),
+                    environment=metrics.get("environment") or {},
+                )
             reason = "metrics.json holds no test scores"
         except (OSError, ValueError, AttributeError) as err:
             reason = f"metrics.json unreadable: {err}"
@@ -330,6 +340,10 @@ def render(sweep: Sweep) -> str:
             f" - {j.reason}"
             for j in incomplete
         ]
+    differences = spread({str(j.folder.relative_to(sweep.root)): j.environment for j in sweep.jobs if j.environment})
+    if differences:
+        lines += ["", "## Jobs ran under different environments (their numbers may not be comparable)", ""]
+        lines += [f"- {line}" for line in differences]
     expected = expected_jobs(sweep.root, sweep.jobs)
     if expected is not None and expected > len(sweep.jobs):
         lines += ["", f"{expected - len(sweep.jobs)} of the {expected} jobs the sweep asked for never started."]

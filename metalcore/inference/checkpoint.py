@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from metalcore.core.environment import pair_changed
 from metalcore.core.errors import UserError
 from metalcore.models.base import Network, check_network
 from metalcore.models.frontend import MelFrontend
@@ -124,6 +125,9 @@ class Classifier(nn.Module):
             spec = ModelSpec.from_dict(raw)
         except ValueError as err:
             raise UserError(f"{path}: not a metalcore checkpoint ({err}); {CHECKPOINT_HELP}") from None
+        changed = pair_changed(spec.environment)
+        if changed:  # the front-end's compiled code may round differently: say so, then load as usual
+            log.warning("%s: %s", path, changed)
         features = {k: v for k, v in spec.features.items() if k not in MOVED_TO_AUGMENT}
         frontend = _build(features, "front-end", path, MelFrontend)
         net = _build(spec.model, "model", path, Network)

@@ -7,7 +7,7 @@ without running any code; ``ModelSpec.from_dict`` validates it when a checkpoint
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 
@@ -16,7 +16,9 @@ class ModelSpec:
     """Class names (in logit order), the audio a clip must be, and the configs to rebuild the modules.
 
     ``features`` and ``model`` are ``_target_`` configs (Hydra's form, resolved) naming metalcore
-    classes only: the front-end and the network (``num_classes`` included).
+    classes only: the front-end and the network (``num_classes`` included). ``environment`` is the
+    software it was trained under (``metalcore.core.environment``); checkpoints older than that
+    record have none.
     """
 
     classes: list[str]
@@ -25,6 +27,7 @@ class ModelSpec:
     segment_seconds: float
     features: dict[str, Any]
     model: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         classes = self.classes
@@ -48,6 +51,8 @@ class ModelSpec:
                 raise ValueError(f"{name} must be a config with a _target_, not {config!r}")
             if not config["_target_"].startswith("metalcore."):  # opening a checkpoint must never run foreign code
                 raise ValueError(f"{name} is {config['_target_']}, not a metalcore module")
+        if not isinstance(self.environment, dict):
+            raise ValueError(f"environment must be a mapping, not {self.environment!r}")
         if self.model.get("num_classes", len(classes)) != len(classes):
             raise ValueError(f"model.num_classes={self.model['num_classes']} but there are {len(classes)} classes")
 
@@ -71,7 +76,8 @@ class ModelSpec:
         raw = {**raw, **raw["data"]} if isinstance(raw.get("data"), dict) else dict(raw)
         raw.pop("data", None)
         fields = set(cls.__dataclass_fields__)
-        missing, unknown = sorted(fields - set(raw)), sorted(set(raw) - fields)
+        required = {name for name, f in cls.__dataclass_fields__.items() if f.default_factory is MISSING}
+        missing, unknown = sorted(required - set(raw)), sorted(set(raw) - fields)
         problems = [f"lacks {', '.join(missing)}"] * bool(missing) + [f"has unknown {', '.join(unknown)}"] * bool(
             unknown
         )

@@ -17,17 +17,10 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from metalcore.core.environment import cpu_runs_bf16
 from metalcore.core.errors import UserError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # absolute: found whether run as __main__ or imported
-
-
-def cpu_runs_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), which oneDNN's convolutions use."""
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def best_precision() -> str:

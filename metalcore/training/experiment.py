@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from metalcore.core.environment import environment
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.models.base import check_network
@@ -58,6 +59,7 @@ def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
         segment_seconds=float(cfg.data.segment_seconds),
         features=OmegaConf.to_container(cfg.features, resolve=True),
         model={**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes)},
+        environment=environment(),
     )
     # spec goes in after instantiation, as plain containers: passed to instantiate, its _target_ nodes would
     # become modules pickled into the checkpoint instead of the configs that metalcore.inference rebuilds from.

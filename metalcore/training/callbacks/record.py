@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from metalcore.core.environment import environment
 from metalcore.core.files import write_json, write_text
 from metalcore.scoring.per_track import TEST_TRACKS, clip_rows, write_tracks
 from metalcore.training.timing import timings
@@ -80,15 +80,15 @@ class RunRecord(Callback):
             else None,
             "val": self.val,
             "timing": timings(trainer),  # seconds per epoch, clips/s, fit and test wall time, peak memory
-            # what .hydra/config.yaml leaves to interpolation (precision "auto", paths) as it was used
+            # the software (versions, FFmpeg, CUDA, commit), then what .hydra/config.yaml leaves to
+            # interpolation (precision "auto", devices) as it was used
             "environment": {
+                **environment(),
                 "precision": str(trainer.precision),
                 "accelerator": type(trainer.accelerator).__name__,
                 "devices": trainer.num_devices,
                 "threads": torch.get_num_threads(),
                 "nodes": trainer.num_nodes,
-                "torch": torch.__version__,
-                "lightning": L.__version__,
             },
         }
 
