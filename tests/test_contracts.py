@@ -93,8 +93,10 @@ SPEC = {
 
 
 def test_spec_round_trips_as_plain_containers_and_reads_the_old_layout():
-    spec = ModelSpec.from_dict(SPEC)
-    assert spec.to_dict() == SPEC and spec.segment_samples == 32000
+    spec = ModelSpec.from_dict(SPEC)  # no environment: checkpoints written before it was recorded
+    assert spec.to_dict() == {**SPEC, "environment": {}} and spec.segment_samples == 32000
+    recorded = {**SPEC, "environment": {"torch": "2.11.0", "torchaudio": "2.11.0"}}
+    assert ModelSpec.from_dict(recorded).to_dict() == recorded
     old = {key: SPEC[key] for key in ("classes", "features", "model")}
     old["data"] = {key: SPEC[key] for key in ("sample_rate", "channels", "segment_seconds")}
     assert ModelSpec.from_dict(old) == spec  # checkpoints written before the spec was typed
