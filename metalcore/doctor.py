@@ -13,11 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from metalcore.core.errors import command
 from metalcore.core.health import run_all
 
 MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
+@command()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metalcore.doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument(
