@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from metalcore.data.demo import DemoSet
+from metalcore.uncertainty.calibration import store_temperature
 
 REPO = Path(__file__).resolve().parents[1]
 # every score metrics.json holds per clip and per track (and evaluate writes)
@@ -109,3 +111,25 @@ def musicnn_cache(cache_dir) -> Path:
     for backbone in BACKBONES:
         load_musicnn(backbone, cache_dir)
     return cache_dir
+
+
+CALIBRATED_TEMPERATURE = 2.0
+
+
+@pytest.fixture(scope="session")
+def calibrated_checkpoint(trained_run: Path, tmp_path_factory) -> Path:
+    """The trained run's best checkpoint with a stored temperature of 2, in a run folder of its own.
+
+    The tiny run fits no temperature (every validation track is right by a margin, so T = 1), which
+    hides any mistake in how predict, evaluate and export apply one; at T = 2 the calibrated
+    probabilities differ from the network's own. The run's ``split.csv`` comes along for evaluate.
+    """
+    run = tmp_path_factory.mktemp("calibrated")
+    (run / "checkpoints").mkdir()
+    best = Path(read_metrics(trained_run)["best_checkpoint"])
+    copy = run / "checkpoints" / best.name
+    shutil.copy(best, copy)
+    shutil.copy(trained_run / "split.csv", run / "split.csv")
+    calibration = read_metrics(trained_run)["calibration"]
+    store_temperature(copy, {**calibration, "temperature": CALIBRATED_TEMPERATURE})
+    return copy

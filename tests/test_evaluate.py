@@ -6,17 +6,23 @@ writes metrics.json, confusion.png and tracks.csv with the worst mistakes first.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import METRICS, read_metrics, run_module, tiny_overrides
+from conftest import CALIBRATED_TEMPERATURE, METRICS, read_metrics, run_module, tiny_overrides
 
 from metalcore import evaluate
+from metalcore.inference.checkpoint import Classifier
+from metalcore.inference.tracks import predict_files
+from metalcore.uncertainty.calibration import ece
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +35,23 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_evaluate_scores_the_runs_test_split(trained_run, checkpoint, tmp_path, capsys):
-    out = tmp_path / "eval"
-    assert evaluate.main([str(checkpoint), "--output-dir", str(out)]) == 0
-    assert "track: acc" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def evaluated(calibrated_checkpoint, tmp_path_factory) -> tuple[Path, str]:
+    """``python -m metalcore.evaluate`` on the run's test split with a checkpoint calibrated at T = 2:
+    its output folder and what it printed."""
+    out = tmp_path_factory.mktemp("evaluated")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert evaluate.main([str(calibrated_checkpoint), "--output-dir", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_evaluate_scores_the_runs_test_split(trained_run, calibrated_checkpoint, evaluated):
+    out, printed = evaluated
+    assert "track: acc" in printed
     test_tracks = [row for row in read_rows(trained_run / "split.csv") if row["split"] == "test"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["classes"] == ["hardcore", "metal"] and metrics["checkpoint"] == str(checkpoint)
+    assert metrics["classes"] == ["hardcore", "metal"] and metrics["checkpoint"] == str(calibrated_checkpoint)
     clips = sum(math.ceil(float(row["duration_s"]) / 2.0) for row in test_tracks)  # 2 s windows, end to end
     assert metrics["counts"] == {"tracks": len(test_tracks), "clips": clips, "failed": 0}
     for level, total in (("clip", clips), ("track", len(test_tracks))):
@@ -48,6 +64,33 @@ def test_evaluate_scores_the_runs_test_split(trained_run, checkpoint, tmp_path, 
     order = [(r["correct"] == "True", float(r["p_true"])) for r in rows]
     assert order == sorted(order)  # mistakes first, the most confident ones first; then the closest calls
     assert float(rows[0]["confidence"]) == pytest.approx(max(float(rows[0]["p_hardcore"]), float(rows[0]["p_metal"])))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_evaluate_measures_calibration_before_the_temperature_on_the_networks_own_probabilities(
+    trained_run, calibrated_checkpoint, evaluated
+):
+    """ECE "before" comes from softmax(logits), "after" from softmax(logits / T), each clip's
+    probabilities pooled per track by their mean; both computed here from the network's logits."""
+    out, printed = evaluated
+    calibration = json.loads((out / "metrics.json").read_text())["calibration"]
+    network = Classifier.from_checkpoint(calibrated_checkpoint, "cpu")
+    network.temperature = 1.0  # the network's own probabilities: softmax of its logits
+    tracks = [(Path(r["path"]), r["class"]) for r in read_rows(trained_run / "split.csv") if r["split"] == "test"]
+    predictions = [o.prediction for o in predict_files(network, [path for path, _ in tracks], progress=False)]
+    labels = np.array([network.classes.index(label) for _, label in tracks])
+    own = np.stack([p.segment_probs.mean(0) for p in predictions])
+    log_probs = [np.log(p.segment_probs) for p in predictions]  # the logits, up to a constant per clip
+    tempered = np.stack([softmax(z / CALIBRATED_TEMPERATURE).mean(0) for z in log_probs])
+    assert calibration["temperature"] == CALIBRATED_TEMPERATURE
+    assert calibration["track_ece"]["before"] == pytest.approx(ece(own, labels), abs=1e-6)
+    assert calibration["track_ece"]["after"] == pytest.approx(ece(tempered, labels), abs=1e-6)
+    assert abs(calibration["track_ece"]["after"] - calibration["track_ece"]["before"]) > 0.05  # T = 2 shows
+    assert f"ECE per track {ece(own, labels):.4f} -> {ece(tempered, labels):.4f}" in printed
 
 
 def test_evaluate_another_folder_lists_bad_files_last(demo_root, checkpoint, tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import CALIBRATED_TEMPERATURE
 from hydra.utils import instantiate
 
 from metalcore import export
@@ -16,8 +16,9 @@ from metalcore.training.module import GenreClassifier
 
 
 @pytest.fixture(scope="module")
-def checkpoint(trained_run) -> Path:
-    return Path(read_metrics(trained_run)["best_checkpoint"])
+def checkpoint(calibrated_checkpoint) -> Path:
+    """The trained run's best, calibrated at T = 2: the artefact must carry the temperature."""
+    return calibrated_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,7 @@ def test_export_matches_the_lightning_model(checkpoint, lightning_model, tmp_pat
     assert export.main([str(checkpoint), "--format", fmt, "--output", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     temperature = torch.load(checkpoint, map_location="cpu", weights_only=True)["calibration"]["temperature"]
+    assert temperature == CALIBRATED_TEMPERATURE
     for audio in audio_batches():
         with torch.no_grad():  # the artefact carries the temperature fitted after training
             expected = (lightning_model(torch.from_numpy(audio)) / temperature).softmax(-1).numpy()

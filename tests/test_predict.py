@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics, run_module
+from conftest import CALIBRATED_TEMPERATURE, read_metrics, run_module
 from hydra.utils import instantiate
 
 from metalcore import predict
-from metalcore.audio.decode import decode
+from metalcore.audio.decode import decode, stream
 from metalcore.audio.encode import SUFFIXES, write_audio
 from metalcore.data.demo import render_track
+from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import predict_track, windows
 from metalcore.training.module import GenreClassifier
@@ -246,13 +247,14 @@ def test_a_track_shorter_than_a_segment_is_one_padded_window(tmp_path, classifie
     assert prediction.duration == pytest.approx(0.5)
 
 
-def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, classifier, checkpoint, songs):
-    """predict_track's probabilities are the trained module's own on each window, calibrated by the
-    temperature stored in the checkpoint."""
-    saved = torch.load(checkpoint, weights_only=True)
+def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, calibrated_checkpoint, songs):
+    """predict_track's probabilities are the trained module's own logits on each window divided by the
+    temperature stored in the checkpoint (2 here), then softmaxed."""
+    saved = torch.load(calibrated_checkpoint, weights_only=True)
     spec, temperature = saved["hyper_parameters"]["spec"], saved["calibration"]["temperature"]
+    assert temperature == CALIBRATED_TEMPERATURE
     module = GenreClassifier.load_from_checkpoint(
-        checkpoint,
+        calibrated_checkpoint,
         frontend=instantiate(spec["features"]),
         net=instantiate(spec["model"]),
         optimizer=None,
@@ -263,7 +265,26 @@ def test_segments_equal_the_lightning_module_on_the_same_windows(tmp_path, class
     windows_ = torch.stack([audio[:, start : start + 32000] for start in (0, 32000, audio.shape[1] - 32000)])
     with torch.no_grad():
         expected = (module(windows_) / temperature).softmax(-1).numpy()
+    classifier = Classifier.from_checkpoint(calibrated_checkpoint, "cpu")
     assert predict_track(classifier, track).segment_probs == pytest.approx(expected, abs=1e-5)
+
+
+def test_predict_turns_int16_samples_into_floats_as_training_does(tmp_path, classifier, songs):
+    """The network hears a file's samples at the scale it was trained on: int16 / 32768, as the
+    DataModule turns its int16 batches into floats (``to_float``), to the last bit."""
+    track = write_audio(tmp_path / "song.wav", songs["metal"], 16000)  # 16-bit PCM at the model's rate
+    pcm = np.concatenate(list(stream(track, 16000, 2)))  # (frames, channels) int16, as the cache stores it
+    heard = []
+    hook = classifier.frontend.register_forward_pre_hook(lambda module, args: heard.append(args[0].clone()))
+    try:
+        starts = (predict_track(classifier, track, batch_size=1).starts * 16000).round().astype(int)
+    finally:
+        hook.remove()
+    assert pcm.dtype == np.int16 and np.abs(pcm).max() > 10000
+    assert len(heard) == len(starts) > 1
+    for start, audio in zip(starts, heard):
+        expected = to_float(torch.from_numpy(np.ascontiguousarray(pcm[start : start + 32000].T))[None])
+        assert torch.equal(audio, expected)
 
 
 @pytest.mark.parametrize(

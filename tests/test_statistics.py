@@ -12,8 +12,9 @@ from metalcore.evaluation.paired import compare, mcnemar_exact
 from metalcore.inference.tracks import TrackPrediction
 from metalcore.scoring.metrics import classification_metrics
 from metalcore.scoring.pooling import TrackPooling, pool_tracks, pooled_clips, pooled_tracks
+from metalcore.uncertainty import trust
 from metalcore.uncertainty.bootstrap import track_intervals, weighted_scores
-from metalcore.uncertainty.calibration import ece, fit_temperature, temper
+from metalcore.uncertainty.calibration import ece, fit_temperature, temper, track_nll
 
 
 def simulated_test_set(rng: np.random.Generator, tracks: int, clips: int, skill: np.ndarray):
@@ -117,25 +118,54 @@ def test_paired_comparison_counts_discordant_tracks_and_marks_real_differences()
     assert not compare(a, c, tracks).real
 
 
+def scaled_logits(rng: np.random.Generator, tracks: int, scale: float):
+    """One clip per track, three classes, right about 75 % of the time; logits multiplied by
+    ``scale`` (4: over-confident, saying 0.99; 1: about honest). Clip probabilities, labels, track ids."""
+    labels = rng.integers(0, 3, tracks)
+    logits = rng.normal(0, 1, (tracks, 3))
+    logits[np.arange(tracks), labels] += 1.5
+    probs = np.exp(scale * logits) / np.exp(scale * logits).sum(1, keepdims=True)
+    return probs, labels, np.arange(tracks)
+
+
 def test_temperature_lowers_the_ece_of_an_over_confident_model():
     """Logits scaled up 4x: right 75 % of the time, saying 0.99. The temperature fitted on one set
     of tracks makes the confidence honest on another."""
     rng = np.random.default_rng(0)
-
-    def overconfident(tracks: int):
-        labels = rng.integers(0, 3, tracks)
-        logits = rng.normal(0, 1, (tracks, 3))
-        logits[np.arange(tracks), labels] += 1.5
-        probs = np.exp(4 * logits) / np.exp(4 * logits).sum(1, keepdims=True)
-        return probs, labels, np.arange(tracks)
-
-    val, test = overconfident(400), overconfident(400)
+    val, test = scaled_logits(rng, 400, 4.0), scaled_logits(rng, 400, 4.0)
     temperature = fit_temperature(*val)
     assert temperature > 1.5  # softens
     before, after = ece(test[0], test[1]), ece(temper(test[0], temperature), test[1])
     assert before > 0.1 and after < before / 2
     assert (temper(test[0], temperature).argmax(1) == test[0].argmax(1)).all()  # predictions unchanged
     assert np.allclose(temper(temper(test[0], temperature), 1 / temperature), test[0])
+
+
+def test_the_runs_temperature_is_fitted_on_the_validation_tracks_never_the_test_tracks():
+    """metrics.json's calibration: T from the (over-confident) validation clips, not from the (honest)
+    test clips, whose ECE it then reports before and after."""
+    rng = np.random.default_rng(1)
+    val, test = scaled_logits(rng, 300, 4.0), scaled_logits(rng, 200, 1.0)
+    from_val, from_test = fit_temperature(*val), fit_temperature(*test)
+    assert from_val > 2 * from_test  # the two sets call for clearly different temperatures
+    results = {level: {"acc": float((test[0].argmax(1) == test[1]).mean())} for level in ("clip", "track")}
+    calibration = trust.summary(results, {"val": val, "test": test}, seed=0)["calibration"]
+    assert calibration["temperature"] == from_val and calibration["fitted_on"] == "validation tracks"
+    assert calibration["val_track_nll"]["before"] == pytest.approx(track_nll(*val, 1.0))
+    assert calibration["test_track_ece"] == {
+        "before": pytest.approx(ece(test[0], test[1])),
+        "after": pytest.approx(ece(temper(test[0], from_val), test[1])),
+    }
+
+
+def test_ece_weights_each_confidence_bin_by_its_clips():
+    """Two of the 15 bins in use: three clips at confidence 0.62, two of them right (gap 2/3 - 0.62),
+    and one at 0.9, right (gap 0.1). ECE = (3 * 0.04667 + 1 * 0.1) / 4 = 0.06; an unweighted mean
+    of the two bins' gaps would say 0.0733."""
+    probs = np.array([[0.62, 0.38], [0.62, 0.38], [0.38, 0.62], [0.9, 0.1]])
+    labels = np.array([0, 0, 0, 0])  # the third clip is wrong
+    assert ece(probs, labels) == pytest.approx((3 * abs(2 / 3 - 0.62) + 0.1) / 4)
+    assert ece(probs, labels) == pytest.approx(0.06)
 
 
 def test_no_temperature_when_every_validation_track_is_right_by_a_margin():
