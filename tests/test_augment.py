@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -27,8 +29,11 @@ from metalcore.models.augment import (
     TimeStretch,
     Transform,
 )
+from metalcore.models.crnn import CRNN
+from metalcore.models.frontend import MelFrontend
 from metalcore.training.config import CONF, make
 from metalcore.training.experiment import build
+from metalcore.training.module import GenreClassifier
 
 SR = 16000
 
@@ -134,6 +139,28 @@ def test_mixup_blends_clips_and_their_labels_alike():
     out, soft = Augment(mixup=Mixup(alpha=0.4))(audio, torch.tensor([0, 1] * 4), 2)
     assert not torch.equal(out, audio) and torch.allclose(soft.sum(1), torch.ones(8))
     assert (soft.max(1).values < 0.99).any()
+
+
+def test_the_training_loss_scores_mixups_blended_targets():
+    """A training step's loss is the cross-entropy of the mixed clips against their blended labels
+    (the same seed draws the same mixing here), not against each clip's own label."""
+    torch.manual_seed(0)
+    frontend = MelFrontend(SR, n_mels=32, n_fft=512, hop_length=256)
+    net = CRNN(2, 2, 32, channels=(8, 16), gru_hidden=8)
+    mixup = Augment(mixup=Mixup(alpha=0.4), seed=3)
+    module = GenreClassifier(frontend, net, ["a", "b"], optimizer=torch.optim.Adam, augment=mixup).eval()  # no dropout
+    audio = 0.1 * torch.randn(6, 2, SR // 2, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    with warnings.catch_warnings():  # self.log outside a Trainer
+        warnings.simplefilter("ignore")
+        loss = module.training_step((audio, labels, torch.arange(6)), 0)
+    mixed, soft = Augment(mixup=Mixup(alpha=0.4), seed=3)(audio, labels, 2)
+    assert (soft.max(1).values < 0.9).any()  # some clips were blended with one of the other class
+    with torch.no_grad():
+        logits = module(mixed)
+    loss = float(loss.detach())
+    assert loss == pytest.approx(float(F.cross_entropy(logits, soft)), abs=1e-6)
+    assert loss != pytest.approx(float(F.cross_entropy(logits, labels)), abs=1e-3)
 
 
 def test_spec_augment_masks_bands_and_frames_per_clip():

@@ -86,6 +86,24 @@ def test_cpu_front_end_computes_what_torchaudios_mel_spectrogram_computes():
     assert set(frontend.mel.state_dict()) == set(reference.state_dict())
 
 
+def test_the_front_end_takes_the_mel_power_in_decibels_with_an_80_db_floor():
+    """10·log10 of the Mel power (a power, not an amplitude), floored 80 dB below each clip's peak:
+    ``AmplitudeToDB("power", top_db=80)`` over ``MelSpectrogram``. A fresh front-end in evaluation
+    mode standardises with mean 0 and variance 1, so its output is those decibels / sqrt(1 + eps)."""
+    t = torch.arange(16000) / 16000
+    loud = 0.5 * torch.sin(2 * torch.pi * 440 * t) * (t < 0.5)  # a tone, then silence: the floor bites
+    audio = torch.stack([loud, 0.1 * loud]).expand(3, 2, 16000) * torch.tensor([1.0, 0.01, 3.0])[:, None, None]
+    audio = audio + 1e-6 * torch.randn(3, 2, 16000, generator=torch.Generator().manual_seed(0))
+    mel = T.MelSpectrogram(16000, n_fft=512, hop_length=256, n_mels=32, mel_scale="slaney")
+    decibels = T.AmplitudeToDB("power", top_db=80)(mel(audio))
+    floor = decibels.amax((1, 2, 3), keepdim=True) - 80
+    assert ((decibels == floor).float().mean((1, 2, 3)) > 0.1).all()  # every clip has frames on its floor
+    frontend = MelFrontend(16000, n_mels=32, n_fft=512, hop_length=256).eval()
+    with torch.no_grad():
+        spec = frontend(audio)
+    assert torch.allclose(spec, decibels / (1 + frontend.norm.eps) ** 0.5, atol=2e-3)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_stft_runs_in_fp32_under_autocast(dtype):
     frontend = MelFrontend(sample_rate=SR, n_mels=64, n_fft=512, hop_length=256).eval()

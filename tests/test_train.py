@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import METRICS, REPO, read_metrics, run_module, tiny_overrides
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -88,6 +89,24 @@ def test_same_seed_gives_the_same_split(trained_run, demo_root, cache_dir, tmp_p
     assert read_split(tmp_path) == read_split(trained_run)
 
 
+SEEDED = [
+    *(f"data={p.stem}" for p in sorted((REPO / "conf" / "data").glob("*.yaml"))),
+    *(f"augment={p.stem}" for p in sorted((REPO / "conf" / "augment").glob("*.yaml"))),
+    *(f"experiment={p.stem}" for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))),
+]
+
+
+@pytest.mark.parametrize("choice", SEEDED)
+def test_seed_on_the_command_line_reaches_the_split_and_the_augmentation(choice, tmp_path):
+    """``-m seed=1,2,3`` must give three splits and three sets of draws: no group pins its own seed."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [choice, "seed=7", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    datamodule = instantiate(cfg.data)
+    assert (cfg.data.seed, datamodule.seed) == (7, 7), choice
+    assert (cfg.augment.seed, instantiate(cfg.augment).seed) == (7, 7), choice
+    assert cfg.callbacks.run_record.seed == 7  # the bootstrap's draws
+
+
 def test_checkpoints_hold_the_best_and_the_last(trained_run):
     metrics = read_metrics(trained_run)
     names = {p.name for p in (trained_run / "checkpoints").iterdir()}
@@ -98,9 +117,15 @@ def test_checkpoints_hold_the_best_and_the_last(trained_run):
     assert any(k.startswith("net.gru.") for k in checkpoint["state_dict"])
 
 
-def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
+@pytest.fixture(scope="module")
+def events(trained_run) -> EventAccumulator:
+    """The trained run's TensorBoard events, every value kept."""
     events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
+    return events
+
+
+def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run, events):
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
     assert {"val/loss", "val/track_f1", "test/acc", "test/track_acc"} <= scalars
     assert any(tag.startswith("train/loss") for tag in scalars)
@@ -125,6 +150,16 @@ def test_tensorboard_holds_scalars_hparams_images_and_figures(trained_run):
     assert {tag.split("/")[1].rsplit("_", 1)[0] for tag in spectrograms} == {"hardcore", "metal"}  # both classes
     image = events.Images(spectrograms[0])[0]
     assert image.height == 64 and image.width == 2 * 16000 // 256 + 1  # n_mels x frames of one segment
+
+
+def test_the_learning_rate_follows_the_cosine_schedule_one_step_per_epoch(trained_run, events):
+    """module.scheduler: lr 1e-3 annealed to 0 over trainer.max_epochs (4) epochs, constant within each:
+    the value logged at the start of epoch e is 1e-3 * (1 + cos(pi * e / 4)) / 2."""
+    logged = events.Scalars("lr-AdamW")
+    steps_per_epoch = len(read_split(trained_run)) // 2 * PER_TRACK // 6  # train tracks x clips / batch of 6
+    assert [s.step for s in logged] == [e * steps_per_epoch for e in range(4)]
+    expected = [1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert [s.value for s in logged] == pytest.approx(expected, rel=1e-5)
 
 
 def test_hydra_records_the_overrides(trained_run, cache_dir):
