@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from metalcore.cli.options import add_model_arguments, classifier_from_args
-from metalcore.core.errors import command
+from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_folder
+from metalcore.evaluation.page.evaluation import AUDIO, write_page
 from metalcore.evaluation.perturb import PERTURBATIONS, chosen
 from metalcore.evaluation.robustness import robustness
 from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, test_split
@@ -54,6 +56,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="write each track's penultimate features for TensorBoard's projector (<output-dir>/embeddings)",
     )
     parser.add_argument(
+        "--occlusion",
+        type=int,
+        metavar="N",
+        help="occlusion maps on report.html for the first N tracks of its table "
+        "(default: as many as cost a tenth of the scoring's network passes, at least one)",
+    )
+    parser.add_argument(
         "--output-dir",
         type=Path,
         metavar="DIR",
@@ -65,6 +74,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @command()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.occlusion is not None and args.occlusion < 0:
+        raise UserError(f"--occlusion {args.occlusion}: must be 0 or more")
     if args.output_dir is not None:
         writable_folder(args.output_dir, "--output-dir")
     classifier = classifier_from_args(args)
@@ -78,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.output_dir or run_folder(args.checkpoint) / "evaluation" / f"{args.checkpoint.stem}-{name}", "--output-dir"
     )
     names = chosen(args.perturb) if args.perturb else []
-    metrics = evaluate(
+    started = time.perf_counter()
+    metrics, outcomes = evaluate(
         classifier, tracks, output_dir, args.hop, args.batch_size, source, embeddings=name if args.embeddings else None
     )
     counts = metrics["counts"]
@@ -96,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped {failed['path']}: {failed['error']}", file=sys.stderr)
     written = "metrics.json, confusion.png, reliability.png, tracks.csv" + (", embeddings/" if args.embeddings else "")
     print(f"wrote {output_dir}/{written}")
+    rows = None
     if names:
         rows = robustness(classifier, tracks, names, metrics, output_dir, args.hop, args.batch_size)
         print("\nperturbation   track acc [95 %]            drop")
@@ -103,6 +116,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             interval = formatted(r["track_acc"], [r["track_acc_low"], r["track_acc_high"]])
             print(f"{r['perturbation']:<14} {interval:<27} {r['track_acc_drop']:+.4f}")
         print(f"wrote {output_dir}/robustness.csv, robustness.png")
+    evaluated = time.perf_counter() - started
+    page = write_page(
+        output_dir,
+        classifier,
+        metrics,
+        outcomes,
+        [label for _, label in tracks],
+        run_folder(args.checkpoint),
+        args.data_root,
+        robustness=rows,
+        embeddings=args.embeddings,
+        occluded=args.occlusion,
+    )
+    spent = time.perf_counter() - started - evaluated
+    size = page.stat().st_size + sum(f.stat().st_size for f in (output_dir / AUDIO).iterdir())
+    print(f"wrote {page} and {AUDIO}/ ({size / 1e6:.1f} MB) in {spent:.1f} s (scoring took {evaluated:.1f} s)")
     return 0
 
 

@@ -1,5 +1,7 @@
 """``python -m metalcore.report MULTIRUN_DIR``: a sweep in one table, seeds pooled, failures listed.
 
+The same report, with its plot, goes to ``report.html`` in the sweep folder, each configuration
+linked to its jobs' evaluation pages (``metalcore.evaluate``'s ``report.html``) where they exist.
 Beside the table: the folds of a cross-validation pooled into out-of-fold scores with intervals
 (``oof_tracks.csv``) and a list of suspected labels (``suspected_labels.csv``); every configuration
 compared with the best, and with ``--baseline``, on paired tracks (same seed and fold).
@@ -23,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from metalcore.core import files
 from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_file
+from metalcore.evaluation.page.markup import PAGE
+from metalcore.evaluation.page.sweep import write_sweep_page
 from metalcore.evaluation.pooled import render_pooled
 from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, render_gaps, write_csv
 
@@ -75,26 +80,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None:  # before the sweep is read and the plot drawn
             writable_file(path, option)
     sweep = load(args.multirun_dir, args.metric, args.per_job)
-    print(render(sweep))
+    report = [render(sweep)]
+    print(report[0])
     text, tables = render_pooled(sweep, args.baseline, args.suspect_confidence)
     if text:
         print(text)
+        report.append(text)
     for name, (header, rows) in tables.items():
         files.write_csv(args.multirun_dir / name, header, rows)
         print(f"{name} written to {args.multirun_dir / name}")
     if args.gap:
         key, values = args.gap.split("=")
-        print("\n" + render_gaps(sweep, key, *values.split(",")))
+        report.append(render_gaps(sweep, key, *values.split(",")))
+        print("\n" + report[-1])
     if args.output:
         write_csv(args.output, sweep.groups, sweep.keys, sweep.columns)
         print(f"\ntable written to {args.output}")
+    swept = [k for k in sweep.keys if k not in GROUPED_OUT]
     if args.plot:
-        swept = [k for k in sweep.keys if k not in GROUPED_OUT]
         if swept:
             plot(args.plot, sweep.jobs, swept, sweep.metric)
             print(f"plot written to {args.plot}")
         else:
             print("nothing but the seed was swept: no plot", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as scratch:
+        figure = args.plot if args.plot and swept else Path(scratch) / "plot.png"
+        if swept and not args.plot:
+            plot(figure, sweep.jobs, swept, sweep.metric)
+        page = write_sweep_page(args.multirun_dir / PAGE, sweep, "\n\n".join(report), figure if swept else None)
+    print(f"page written to {page}")
     return 0
 
 

@@ -139,12 +139,12 @@ def evaluate(
     batch_size: int = 32,
     source: str = "",
     embeddings: str | None = None,
-) -> dict:
+) -> tuple[dict, list[Outcome]]:
     """Predict every track, score clips and tracks with intervals, check calibration, write the outputs.
 
     Writes metrics.json, confusion.png, reliability.png and tracks.csv; with ``embeddings`` (the
     split's name for the metadata) also each track's pooled penultimate features for TensorBoard's
-    projector in ``embeddings/``. Returns metrics.json's content.
+    projector in ``embeddings/``. Returns metrics.json's content and every track's outcome.
     """
     classes = classifier.classes
     unknown = sorted({label for _, label in tracks} - set(classes))
@@ -192,7 +192,7 @@ def evaluate(
             for p, label in done
         ]
         write_projector(output_dir / "embeddings", vectors, metadata, header)
-    return metrics
+    return metrics, outcomes
 
 
 def save_figure(figure, path: Path) -> None:

@@ -95,7 +95,12 @@ class Classifier(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` float in [-1, 1) -> probabilities ``(batch, classes)`` in fp32,
         calibrated: the logits are divided by the checkpoint's temperature."""
-        return (self.net(self.frontend(audio)).float() / self.temperature).softmax(-1)
+        return self.from_mel(self.frontend(audio))
+
+    def from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """The front-end's output ``(batch, channels, n_mels, frames)`` -> calibrated probabilities
+        ``(batch, classes)``: what an occlusion map changes and looks at again."""
+        return (self.net(mel).float() / self.temperature).softmax(-1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:
