@@ -155,7 +155,7 @@ def test_a_200_track_page_stays_under_50_mb():
         **{level: {"acc": 0.5, "acc_ci95": [0.4, 0.6], "confusion": [[0, 0], [200, 0]]} for level in ("track", "clip")},
     }  # fmt: skip
     origin = {"written": "now", "split_counts": {}, "environment": {}, "config": "", "config_file": "", "seed": 0,
-              **{k: "" for k in ("checkpoint", "run", "data", "split_file", "device", "machine", "commit")},
+              **{k: "" for k in ("checkpoint", "run", "data", "split_file", "device")}, "evaluated_in": {},
               "segment_seconds": 5.5, "hop_seconds": 5.5, "sample_rate": 44100, "channels": 2,
               "temperature": 1.2}  # fmt: skip
     html = render(metrics, rows, views, {}, origin, Path("/nonexistent"), occluded=200)
@@ -179,7 +179,9 @@ def test_excerpts_keep_to_the_rate_the_budget_assumes(demo_root: Path, tmp_path:
 
 
 def test_a_negative_occlusion_count_is_one_line(capsys):
-    assert evaluate.main(["model.ckpt", "--occlusion", "-1"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["model.ckpt", "--occlusion", "-1"])
+    assert stop.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --occlusion -1: must be 0 or more"
 
 

@@ -313,13 +313,13 @@ def provenance_section(origin: dict) -> str:
                 f"{origin['sample_rate']} Hz, {origin['channels']} channel(s)",
             ),
             ("temperature", f"{origin['temperature']:.4g}"),
-            ("evaluated on", f"{origin['device']}; {origin['machine']}"),
-            ("metalcore commit", origin["commit"]),
+            ("device", origin["device"]),
             ("written", origin["written"]),
         ]
     )
-    environment = origin["environment"]
-    trained = facts(list(environment.items())) if environment else "<p class=muted>not recorded</p>"
+    recorded = origin["environment"]
+    trained = facts(list(recorded.items())) if recorded else "<p class=muted>not recorded</p>"
+    evaluated = facts(list(origin["evaluated_in"].items()))
     config = (
         f"<details><summary>The run's config ({escape(origin['config_file'])})</summary>"
         f"<pre>{escape(origin['config'])}</pre></details>"
@@ -329,6 +329,6 @@ def provenance_section(origin: dict) -> str:
     return section(
         "provenance",
         "Where these numbers come from",
-        f'<div class="row"><div><h3>This evaluation</h3>{evaluation}</div>'
+        f'<div class="row"><div><h3>This evaluation</h3>{evaluation}<h3>Evaluated with</h3>{evaluated}</div>'
         f"<div><h3>The run's training environment</h3>{trained}</div></div>" + config,
     )

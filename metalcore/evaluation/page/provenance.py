@@ -2,40 +2,19 @@
 
 A figure without its origin cannot be checked, so the page carries what the run recorded (its
 resolved config, the environment it trained in, its split's sizes) beside what this evaluation used
-(checkpoint, data, machine and versions, the code's commit).
+(checkpoint, data, device, versions and the code's commit, as ``metalcore.core.environment`` records them).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from metalcore.benchmarks.machine import machine
+from metalcore.core.environment import environment
 from metalcore.core.files import read_csv
 from metalcore.data.catalogue import scan
 from metalcore.inference.checkpoint import Classifier
-
-PACKAGE = Path(__file__).resolve().parents[3]
-
-
-def commit() -> str:
-    """The metalcore checkout's commit (with ``+changes`` when its files differ), or "" outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PACKAGE,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    if head.returncode:
-        return ""
-    return head.stdout.strip() + (" +changes" if dirty.stdout.strip() else "")
 
 
 def run_record(run: Path) -> dict:
@@ -67,8 +46,7 @@ def provenance(classifier: Classifier, run: Path, source: str, hop_seconds: floa
         "segment_seconds": classifier.segment_seconds,
         "hop_seconds": hop_seconds,
         "device": str(classifier.device),
-        "machine": machine(),
-        "commit": commit(),
+        "evaluated_in": environment(),
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **run_record(run),
     }
