@@ -16,13 +16,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO, read_metrics, tiny_overrides
 
+from metalcore.data.datamodule import MusicDataModule
+
+CPU = torch.device("cpu")
 COLLECTIVE_TIMEOUT_S = 60  # far above any legitimate wait between two ranks of these tiny runs
 RUN_LIMIT_S = 600  # one run, start to end, on a loaded 2-core machine: a backstop behind the timeout above
 
@@ -112,6 +118,46 @@ def assert_one_set_of_outputs(run_dir: Path, epochs: int) -> None:
     log = (run_dir / "train.log").read_text()
     assert log.count("test per track") == 1 and log.count("outputs in") == 1
     assert {p.parent for p in run_dir.rglob("events.out.tfevents.*")} == {run_dir / "tensorboard"}
+
+
+# -- the held-out split of every rank ---------------------------------------------------------------
+@pytest.mark.parametrize("on_device", [False, True], ids=["memory-mapped", "on device"])
+def test_every_held_out_clip_is_scored_by_exactly_one_rank_when_the_count_is_odd(
+    on_device: bool, demo_root: Path, cache_dir: Path, tmp_path: Path
+):
+    """Two ranks share the validation and test clips without overlap or padding, also when they do
+    not divide evenly (3 and 5 tracks of 3 clips): every clip is scored once, by one of them."""
+    library = tmp_path / "library"
+    for genre, keep in (("hardcore", 8), ("metal", 7)):  # links to the cached demo tracks: nothing decoded
+        (library / genre).mkdir(parents=True)
+        for track in sorted((demo_root / genre).iterdir())[:keep]:
+            (library / genre / track.name).symlink_to(track)
+    datamodule = MusicDataModule(
+        root=str(library),
+        cache_dir=str(cache_dir),
+        sample_rate=16000,
+        segment_seconds=2.0,
+        segments_per_track=3,
+        val_fraction=0.2,  # 3 validation and 5 test tracks
+        test_fraction=0.34,
+        batch_size=4,
+        num_workers=0,
+        on_device=on_device,
+        workers_for_decoding=1,
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    for split, loader in (("val", datamodule.val_dataloader), ("test", datamodule.test_dataloader)):
+        tracks = len(datamodule.datasets[split])
+        assert tracks * 3 % 2 == 1, f"{split}: {tracks} tracks of 3 clips, an even count"
+        scored = Counter()
+        for rank in (0, 1):
+            datamodule.trainer = SimpleNamespace(
+                global_rank=rank, world_size=2, is_global_zero=rank == 0, strategy=SimpleNamespace(root_device=CPU)
+            )
+            for _, _, track_ids in loader():
+                scored.update(track_ids.tolist())
+        assert scored == dict.fromkeys(range(tracks), 3), split
 
 
 # -- the default suite: the README line with the progress bar, a few epochs ---------------------------

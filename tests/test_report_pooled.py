@@ -29,21 +29,36 @@ def write_test_tracks(job: Path, fold: int, wrong: set[str], p_wrong: float = 0.
         csv.writer(f).writerows([["path", "true", "predicted", "confidence", "p_hardcore", "p_metal"], *rows])
 
 
-@pytest.fixture
-def crossval_sweep(tmp_path: Path) -> Path:
-    """model=crnn,cnn x data.split.fold=0,1: crnn misses one track (confidently), cnn that one and 13 more."""
-    root = tmp_path / "cv"
+def write_crossval(root: Path, seeds: tuple[int, ...] = ()) -> Path:
+    """model=crnn,cnn x data.split.fold=0,1 (x seed=``seeds``): crnn misses one track (confidently),
+    cnn that one and 13 more; every seed predicts alike."""
     root.mkdir()
-    write_multirun(root, ["model=crnn,cnn", "data.split.folds=2", "data.split.fold=0,1"])
+    seeding = [[f"seed={seed}"] for seed in seeds] or [[]]
+    write_multirun(
+        root,
+        [
+            "model=crnn,cnn",
+            "data.split.folds=2",
+            "data.split.fold=0,1",
+            *([f"seed={','.join(map(str, seeds))}"] * bool(seeds)),
+        ],
+    )
     suspect = TRACKS[0][0]  # even index: in fold 0
     cnn_misses = {path for path, _ in TRACKS[:14]}
     num = 0
     for model, wrong in (("crnn", {suspect}), ("cnn", cnn_misses | {suspect})):
-        for fold in (0, 1):
-            job = make_job(root, num, [f"model={model}", "data.split.folds=2", f"data.split.fold={fold}"], 0.9)
-            write_test_tracks(job, fold, wrong, p_wrong=0.97 if model == "crnn" else 0.85)
-            num += 1
+        for seed in seeding:
+            for fold in (0, 1):
+                overrides = [f"model={model}", "data.split.folds=2", f"data.split.fold={fold}", *seed]
+                job = make_job(root, num, overrides, 0.9)
+                write_test_tracks(job, fold, wrong, p_wrong=0.97 if model == "crnn" else 0.85)
+                num += 1
     return root
+
+
+@pytest.fixture
+def crossval_sweep(tmp_path: Path) -> Path:
+    return write_crossval(tmp_path / "cv")
 
 
 def test_folds_pool_into_out_of_fold_tracks_with_an_interval(crossval_sweep: Path):
@@ -55,6 +70,27 @@ def test_folds_pool_into_out_of_fold_tracks_with_an_interval(crossval_sweep: Pat
     assert oof.scores["acc"] == pytest.approx(19 / 20)
     low, high = oof.intervals["acc"]
     assert low < 0.95 < high <= 1.0
+
+
+def test_two_seeds_of_a_track_move_together_in_the_out_of_fold_interval(crossval_sweep: Path, tmp_path: Path):
+    """Two seeds that predict alike add rows, not tracks: the interval over the 20 tracks is the one
+    seed's, to the last digit (resampling the 40 rows as if independent would narrow it)."""
+    one_seed = next(g for g in sweep.load(crossval_sweep).groups if g.values == {"model": "crnn"})
+    loaded = sweep.load(write_crossval(tmp_path / "seeds", seeds=(1, 2)))
+    assert loaded.keys == ["model"]  # seeds and folds pooled
+    two_seeds = next(g for g in loaded.groups if g.values == {"model": "crnn"})
+    once, twice = pooled.out_of_fold(one_seed.finished), pooled.out_of_fold(two_seeds.finished)
+    assert (twice.tracks, len(twice.rows)) == (20, 40) and twice.scores["acc"] == pytest.approx(19 / 20)
+    assert twice.intervals == once.intervals and twice.intervals["acc"][0] < 0.9
+
+
+def test_paired_comparison_over_two_seeds_counts_each_seeds_pairs(tmp_path: Path, capsys):
+    """cnn misses 13 tracks crnn gets right under both seeds: 26 discordant pairs, never the reverse,
+    so the exact McNemar p is 2 * 0.5 ** 26 = 2.98e-08; the difference's interval still resamples 20 tracks."""
+    root = write_crossval(tmp_path / "seeds", seeds=(1, 2))
+    assert report([str(root)]) == 0
+    best = capsys.readouterr().out.split("## Paired against the best configuration (model=crnn)")[1]
+    assert f"| 0 | 26 | {2 * 0.5**26:.4g} | real: worse |" in best and "| model=cnn | 40 | 20 | -0.6500 [" in best
 
 
 def test_report_writes_oof_tracks_and_lists_suspected_labels_worst_first(crossval_sweep: Path, capsys):
