@@ -149,6 +149,14 @@ def test_converted_weights_are_reused_without_the_wheel(musicnn_cache, tmp_path,
         assert net(torch.zeros(1, 1, 96, PATCH_FRAMES)).embedding.shape == (1, 256)
 
 
+def test_damaged_converted_weights_are_one_line(tmp_path):
+    target = weights_path("MSD_musicnn", tmp_path)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"cut short")
+    with pytest.raises(UserError, match=r"MSD_musicnn\.v1\.pt: not readable converted weights .* delete it"):
+        load_musicnn("MSD_musicnn", tmp_path)
+
+
 def test_a_wheel_with_the_wrong_hash_is_refused(tmp_path, monkeypatch):
     placed = tmp_path / "wheels"
     placed.mkdir()

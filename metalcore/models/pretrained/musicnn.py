@@ -9,6 +9,7 @@ loads read that file and need neither the wheel nor the network.
 
 from __future__ import annotations
 
+import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -117,5 +118,10 @@ def musicnn_weights(backbone: str, cache_dir: str | Path) -> tuple[dict[str, tor
             ) from None
         with atomic_file(path) as f:
             torch.save({"state_dict": state, "source": source_record(backbone)}, f)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return saved["state_dict"], saved["source"]
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return saved["state_dict"], saved["source"]
+    except (RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:  # cut short or not ours
+        raise UserError(
+            f"{path}: not readable converted weights ({type(err).__name__}); delete it to convert again"
+        ) from None
