@@ -110,7 +110,7 @@ class MidendConv(nn.Module):
 
 
 class Musicnn(Tagger):
-    """``MSD_musicnn`` / ``MTT_musicnn``: 787,159 parameters; takes patches of any length of 7 frames or more."""
+    """``MSD_musicnn`` / ``MTT_musicnn``: 787,159 parameters; takes patches of any length (its pooling is global)."""
 
     def __init__(self, backbone: str = "MSD_musicnn", classes: int = 50) -> None:
         super().__init__(backbone)
@@ -161,7 +161,7 @@ VGG_POOLS = {
 class MusicnnVGG(Tagger):
     """``MSD_vgg`` / ``MTT_vgg``: 605,748 parameters; five 3x3 conv blocks (TF 'same' padding: 1 on each
     side), each ReLU -> BN -> max pool. Its dense layer fixes the length: patches must pool down to the
-    2 x 1 grid of the 187-frame patches it was trained on."""
+    2 x 1 grid of the 187-frame patches it was trained on (130-193 frames for MTT_vgg, 128-191 for MSD_vgg)."""
 
     def __init__(self, backbone: str = "MSD_vgg", classes: int = 50, filters: int = 128) -> None:
         super().__init__(backbone)
