@@ -220,3 +220,25 @@ def test_reference_recomputed_under_tensorflow_matches_fixture_and_port(musicnn_
     for key in stored:
         np.testing.assert_allclose(fresh[key], stored[key], rtol=1e-5, atol=1e-5, err_msg=key)
     assert max(_compare(fresh, musicnn_cache).values()) < TOLERANCE
+
+
+def _compose(tmp_path: Path, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
+        return compose("train", [*overrides, f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+
+
+def test_features_musicnn_selects_the_frontend_and_refuses_other_settings(tmp_path):
+    """``features=musicnn`` builds the front-end the configs' networks read; other rates or sizes are one line."""
+    from metalcore.training.config import make
+
+    cfg = _compose(tmp_path, "features=musicnn", "model=cnn", "data.sample_rate=16000", "data.channels=1")
+    frontend, net = make(cfg.features), make(cfg.model, num_classes=2)
+    assert isinstance(frontend, MusicnnFrontend) and frontend.frames(48000) == 188
+    with torch.no_grad():
+        assert net(frontend(torch.randn(2, 1, 48000) * 0.1)).shape == (2, 2)  # 3 s through a network of ours
+    with pytest.raises(UserError, match=r"^data\.sample_rate=44100: musicnn's weights were trained on 16000 Hz"):
+        make(_compose(tmp_path, "features=musicnn").features)
+    with pytest.raises(UserError, match=r"^features\.n_fft=1024: musicnn's weights were trained with 512"):
+        make(_compose(tmp_path, "features=musicnn", "data.sample_rate=16000", "features.n_fft=1024").features)

@@ -64,13 +64,26 @@ class MusicnnFrontend(nn.Module):
     Nothing here is learned: the original's normalisation is the network's first batch norm.
     """
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
+    def __init__(
+        self, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH
+    ) -> None:
+        """Every argument is fixed by the pretrained weights; they are arguments so that configs can
+        read them (``${features.n_mels}``) and a changed one is refused in one line, not ignored."""
         super().__init__()
         if sample_rate != SAMPLE_RATE:
             raise UserError(
                 f"data.sample_rate={sample_rate}: musicnn's weights were trained on {SAMPLE_RATE} Hz audio; "
                 f"set data.sample_rate={SAMPLE_RATE}"
             )
+        for key, value, fixed in (
+            ("n_mels", n_mels, N_MELS),
+            ("n_fft", n_fft, N_FFT),
+            ("hop_length", hop_length, HOP_LENGTH),
+        ):
+            if value != fixed:
+                raise UserError(
+                    f"features.{key}={value}: musicnn's weights were trained with {fixed}; leave it at {fixed}"
+                )
         self.sample_rate, self.n_mels, self.n_fft, self.hop_length = sample_rate, N_MELS, N_FFT, HOP_LENGTH
         self.spectrogram = PowerSpectrogram(N_FFT, HOP_LENGTH)
         self.register_buffer("filterbank", torch.from_numpy(slaney_filterbank(SAMPLE_RATE, N_FFT, N_MELS)))
