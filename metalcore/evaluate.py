@@ -23,10 +23,11 @@ from pathlib import Path
 from metalcore.cli.options import add_model_arguments, classifier_from_args
 from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_folder
+from metalcore.evaluation.evaluate import evaluate
 from metalcore.evaluation.page.evaluation import AUDIO, write_page
 from metalcore.evaluation.perturb import PERTURBATIONS, chosen
 from metalcore.evaluation.robustness import robustness
-from metalcore.evaluation.tracks import evaluate, labelled_folder, run_folder, test_split
+from metalcore.evaluation.tracks import labelled_folder, run_folder, test_split
 from metalcore.uncertainty.bootstrap import formatted
 
 

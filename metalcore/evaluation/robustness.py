@@ -12,7 +12,9 @@ import numpy as np
 
 from metalcore.core.files import write_csv
 from metalcore.evaluation.perturb import PERTURBATIONS, on_pcm
-from metalcore.evaluation.tracks import predicted, save_figure, scored
+from metalcore.evaluation.score import scored
+from metalcore.evaluation.tracks import predicted
+from metalcore.evaluation.write import save_figure
 from metalcore.inference.checkpoint import Classifier
 
 COLUMNS = (("track", "acc"), ("track", "f1"), ("clip", "acc"))

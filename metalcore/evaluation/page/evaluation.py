@@ -20,7 +20,7 @@ from metalcore.evaluation.page.excerpts import AUDIO_BUDGET, seconds_per_track
 from metalcore.evaluation.page.markup import PAGE, asset, facts, image, page, section, table
 from metalcore.evaluation.page.provenance import artists_and_albums, provenance
 from metalcore.evaluation.page.views import track_view
-from metalcore.evaluation.tracks import track_rows
+from metalcore.evaluation.write import track_rows
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import Outcome
 from metalcore.uncertainty.bootstrap import formatted
