@@ -21,8 +21,9 @@ from conftest import REPO, run_module, tiny_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from metalcore.training.progress import EpochLine, PlainProgress, progress_bar
-from metalcore.training.timing import Timings
+from metalcore.training.callbacks.epoch_line import EpochLine
+from metalcore.training.callbacks.progress_bar import PlainProgress, progress_bar
+from metalcore.training.callbacks.timings import Timings
 
 NUMBER = r"(\d+\.\d{4}|     -)"
 EPOCH_LINE = re.compile(

@@ -26,12 +26,14 @@ from metalcore.data.datamodule import MusicDataModule, check_seed
 from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.scoring.metrics import canonical
-from metalcore.training.callbacks.record import validation_scores
+from metalcore.training.callbacks.run_record import validation_scores
 from metalcore.training.checks import check_config
 from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
 from metalcore.training.module import GenreClassifier
 from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
+from metalcore.uncertainty import trust
+from metalcore.uncertainty.calibration import store_temperature
 
 log = logging.getLogger("metalcore.train")
 
@@ -122,6 +124,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
     if trainer.is_global_zero:
+        if best:  # predict, evaluate and export read the temperature from the checkpoint they are given
+            store_temperature(Path(best), module.trust["calibration"])
+        for line in trust.log_lines(module.trust):
+            log.info("%s", line)
         log.info("outputs in %s", cfg.paths.output_dir)
     return {"val": val, "test": module.results["test"]}
 

@@ -1,8 +1,9 @@
 """The LightningModule: Mel front-end + network + losses + clip- and track-level metrics.
 
 The front-end and the network come in built (from Hydra config or from a checkpoint); this module
-only knows what a genre classifier learns and how it is scored: what a run writes (figures, metrics.json)
-is done by callbacks (``metalcore.training.callbacks``) that read ``results``. ``spec`` (a
+only knows what a genre classifier learns and how it is scored, test intervals and the temperature
+included: what a run writes (figures, metrics.json) is done by callbacks
+(``metalcore.training.callbacks``) that read ``results`` and ``trust``. ``spec`` (a
 ``metalcore.models.spec.ModelSpec`` as a plain dict) records everything needed to rebuild it from the
 checkpoint alone (class names, sample rate, front-end and network configs).
 
@@ -33,6 +34,7 @@ from metalcore.models.augment import Augment
 from metalcore.models.base import Network
 from metalcore.scoring.metrics import classification_metrics
 from metalcore.scoring.pooling import TrackPooling, pooled_clips, pooled_tracks
+from metalcore.uncertainty import trust
 
 HELD_OUT = ("val", "test")
 # Lightning advises sync_dist=True for epoch values logged under DDP; these are reduced already (see above)
@@ -56,6 +58,7 @@ class GenreClassifier(LightningModule):
         channels_last: bool = True,
         compile_mode: str = "default",
         augment: Augment | None = None,
+        bootstrap_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters("classes", "spec", logger=False)
@@ -65,6 +68,7 @@ class GenreClassifier(LightningModule):
         self.classes = list(classes)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.compile_cnn, self.compile_mode, self.channels_last = compile_cnn, compile_mode, channels_last
+        self.bootstrap_seed = bootstrap_seed
         n = len(self.classes)
         self.train_loss = MeanMetric()  # mean over clips, as is the held-out loss
         self.train_metrics = classification_metrics(n)  # on the random training crops
@@ -83,6 +87,9 @@ class GenreClassifier(LightningModule):
         # the last validation's and test's clips (probabilities, labels, track ids): what the bootstrap
         # intervals and the temperature fit need
         self.held_out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # after a test: the test scores with their 95 % intervals, the bootstrap's settings and the
+        # temperature fitted on the last validation's clips (metalcore.uncertainty.trust.summary)
+        self.trust: dict[str, Any] = {}
 
     def configure_model(self) -> None:
         """``compile_cnn``: compile the part the network names (``Network.compilable``) with ``torch.compile``.
@@ -176,6 +183,7 @@ class GenreClassifier(LightningModule):
             scores[level]["confusion"] = metric.compute().cpu().numpy().tolist()
             metric.reset()
         self.results["test"] = scores
+        self.trust = trust.summary(scores, self.held_out, self.bootstrap_seed)
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):

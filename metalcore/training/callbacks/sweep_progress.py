@@ -1,4 +1,4 @@
-"""Hydra glue for sweeps (like ``config.py``, loaded by Hydra only): a multirun that says how far it is.
+"""A multirun that says how far it is: Hydra's callback (``hydra.callbacks``), loaded by Hydra only.
 
 ``SweepProgress`` (``hydra.callbacks`` in ``conf/hydra/default.yaml``) writes "job i of N started",
 "job i of N finished in ... (metric, seconds per epoch)" and the sweep's estimated time left, to the
@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.sweep_config import sweep_size, swept_keys
-from metalcore.training.progress import clock
+from metalcore.training.callbacks.epoch_line import clock
 
 log = logging.getLogger("metalcore.sweep")
 LOG_NAME = "sweep.log"

@@ -1,13 +1,16 @@
-"""The run record: ``metrics.json``, ``config.yaml`` and TensorBoard's hparams, written when the test ends.
+"""The run record: ``metrics.json``, ``test_tracks.csv``, ``config.yaml`` and TensorBoard's hparams,
+written when the test ends.
 
 ``metrics.json`` is what reports, sweeps and notebooks read (final test scores per clip and per
-track, the validation scores of the tested checkpoint, split sizes, the environment);
-``config.yaml`` is the configuration as used, every interpolation resolved.
+track with their intervals, the calibration, the validation scores of the tested checkpoint, split
+sizes, the environment); ``config.yaml`` is the configuration as used, every interpolation
+resolved. This callback computes nothing: the intervals and the temperature come from the module's
+test end (``GenreClassifier.trust``), and the run logs them and stores the temperature whether or
+not this callback is configured.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from metalcore.core.environment import environment
 from metalcore.core.files import write_json, write_text
 from metalcore.scoring.per_track import TEST_TRACKS, clip_rows, write_tracks
-from metalcore.training.timing import timings
-from metalcore.uncertainty import trust
-from metalcore.uncertainty.calibration import store_temperature
+from metalcore.training.callbacks.timings import timings
 
 HPARAM_GROUPS = ("data", "features", "augment", "model", "module", "trainer", "seed")
 
-log = logging.getLogger("metalcore.train")
 
 
 def validation_scores(trainer: Trainer) -> dict[str, float]:
@@ -71,7 +71,7 @@ class RunRecord(Callback):
             "classes": pl_module.classes,
             "seed": self.seed,
             # test scores with their 95 % intervals, the bootstrap settings, the fitted temperature
-            **trust.summary(pl_module.results["test"], pl_module.held_out, self.seed or 0),
+            **pl_module.trust,
             "counts": trainer.datamodule.counts() if trainer.datamodule is not None else None,
             "epochs": trainer.current_epoch,
             "best_checkpoint": checkpoint.best_model_path if checkpoint else "",
@@ -102,11 +102,6 @@ class RunRecord(Callback):
             datamodule.tracks("test"), datamodule.durations("test"), pl_module.classes, pl_module.held_out["test"]
         )
         write_tracks(self.output_dir / TEST_TRACKS, rows, pl_module.classes)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best:  # predict, evaluate and export read the temperature from the checkpoint they are given
-            store_temperature(Path(best), metrics["calibration"])
-        for line in trust.log_lines(metrics):
-            log.info("%s", line)
         if self.config is None:
             return
         write_text(self.output_dir / "config.yaml", yaml.safe_dump(dict(self.config), sort_keys=False))
