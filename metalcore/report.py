@@ -32,10 +32,12 @@ from pathlib import Path
 from metalcore.core import files
 from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_file
+from metalcore.evaluation.artist_gap import render_gaps
 from metalcore.evaluation.page.markup import PAGE
 from metalcore.evaluation.page.sweep import write_sweep_page
 from metalcore.evaluation.pooled import render_pooled
-from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load, plot, render, render_gaps, write_csv
+from metalcore.evaluation.sweep import DEFAULT_METRIC, GROUPED_OUT, load
+from metalcore.evaluation.sweep_tables import plot, render, write_table
 
 ARTIST_GAP = "data.split.group_by=track,artist"
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.append(render_gaps(sweep, key, *values.split(",")))
         print("\n" + report[-1])
     if args.output:
-        write_csv(args.output, sweep.groups, sweep.keys, sweep.columns)
+        write_table(args.output, sweep.groups, sweep.keys, sweep.columns)
         print(f"\ntable written to {args.output}")
     swept = [k for k in sweep.keys if k not in GROUPED_OUT]
     if args.plot:

@@ -19,7 +19,8 @@ from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.demo import GENRES, DemoSet, artist_tracks, write_demo_set
 from metalcore.data.segments import RandomCrops
 from metalcore.data.split import Split
-from metalcore.evaluation import sweep as report
+from metalcore.evaluation import artist_gap
+from metalcore.evaluation.sweep import load
 from metalcore.training.config import CONF
 
 SR = 16000
@@ -158,13 +159,13 @@ def effect_sweep(tmp_path: Path) -> Path:
 
 
 def test_gap_table_gives_each_configurations_gap_with_an_interval_over_seeds(effect_sweep: Path):
-    rows = report.gaps(report.load(effect_sweep), "data.split.group_by", "track", "artist")
+    rows = artist_gap.gaps(load(effect_sweep), "data.split.group_by", "track", "artist")
     assert [r.values for r in rows] == [{"augment": "none"}, {"augment": "strong"}]
     assert rows[0].gaps == pytest.approx({"0": 0.4, "1": 0.45, "2": 0.35})
-    mean, half, n = report.t_interval(list(rows[0].gaps.values()))
+    mean, half, n = artist_gap.t_interval(list(rows[0].gaps.values()))
     assert (mean, n) == (pytest.approx(0.4), 3)
     assert half == pytest.approx(4.303 * 0.05 / np.sqrt(3))  # Student's t with 2 degrees of freedom
-    table = report.render_gaps(report.load(effect_sweep), "data.split.group_by", "track", "artist")
+    table = artist_gap.render_gaps(load(effect_sweep), "data.split.group_by", "track", "artist")
     assert "| none | 3 | 0.9500 | 0.5500 | +0.400 [+0.276, +0.524] | (reference) |" in table
     assert "| strong | 3 | 0.9000 | 0.8000 | +0.100 [+0.100, +0.100] | -0.300 [-0.424, -0.176] |" in table
 

@@ -27,7 +27,6 @@ from metalcore.training.callbacks.timings import timings
 HPARAM_GROUPS = ("data", "features", "augment", "model", "module", "trainer", "seed")
 
 
-
 def validation_scores(trainer: Trainer) -> dict[str, float]:
     """The ``val/...`` values logged by the last validation run (the tested checkpoint's, after ``validate``)."""
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
