@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true", help="time training instead of the build and the loaders")
     parser.add_argument("--batches", type=int, default=24, help="--train: steps per timed epoch (default 24)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="--train: device")
-    parser.add_argument("--sweep", type=int, default=0, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
+    parser.add_argument("--sweep", type=int, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
     parser.add_argument(
         "--sweep-crops", type=int, default=24, help="--sweep: clips per training track and epoch, the size of a job"
     )
@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.tracks, args.seconds, args.build_seconds = (8 if args.train else 2), 12.0, 6.0
         args.clips, args.study_clips, args.batches = 32, 16, 2
+    if args.sweep is not None and args.sweep < 1:
+        raise UserError(f"--sweep {args.sweep}: must be 1 job or more")
+    if args.sweep_crops < 1:
+        raise UserError(f"--sweep-crops {args.sweep_crops}: must be 1 or more")
     if args.seconds <= SEGMENT_SECONDS or args.tracks < 1 or args.workers < 1:
         raise UserError(f"--seconds must exceed the {SEGMENT_SECONDS} s segment; --tracks and --workers >= 1")
 
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         print("--quick: a check that the benchmark runs; its short tracks make the figures unrepresentative")
     with tempfile.TemporaryDirectory(prefix="metalcore-bench-") as tmp:
         tmp = Path(tmp)
-        if args.sweep:
+        if args.sweep is not None:
             print_sweeps(tmp, args.sweep, args.workers, args.sweep_crops)
             print(f"{load()} at the end")
             return

@@ -19,7 +19,7 @@ from pathlib import Path
 from metalcore.cli.options import add_model_arguments, classifier_from_args
 from metalcore.core.errors import UserError, command
 from metalcore.core.files import writable_file
-from metalcore.inference.outputs import OUTPUT_SUFFIXES, print_table, track_record, write_output
+from metalcore.inference.outputs import OUTPUT_SUFFIXES, print_table, segments_path, track_record, write_output
 from metalcore.inference.tracks import find_tracks, predict_files
 
 
@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writable_file(args.output, "--output")
         if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise UserError(f"--output {args.output}: write a .csv or a .json file")
+        if args.segments and args.output.suffix.lower() == ".csv":  # the timeline goes in a second file
+            writable_file(segments_path(args.output), "--output")
     classifier = classifier_from_args(args)
     files, empty = find_tracks(args.paths)
     outcomes = [*predict_files(classifier, files, args.hop, args.batch_size), *empty]

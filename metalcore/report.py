@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"also tabulate the metric with KEY=SEEN minus with KEY=UNSEEN per configuration (default {ARTIST_GAP})",
     )
     args = parser.parse_args(argv)
+    if not 0 < args.suspect_confidence <= 1:  # NaN fails this too
+        raise UserError(f"--suspect-confidence {args.suspect_confidence}: must be more than 0, at most 1")
     if not args.multirun_dir.is_dir():
         raise UserError(f"{args.multirun_dir} is not a folder")
     if args.gap and (args.gap.count("=") != 1 or args.gap.split("=")[1].count(",") != 1):

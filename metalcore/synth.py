@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from metalcore.core.errors import UserError, command
+from metalcore.core.files import make_folder
 from metalcore.data.demo import write_demo_set
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--sample-rate {args.sample_rate}: must be from 8000 to 192000 Hz")
     if not 0 <= args.seed < 2**32:
         raise UserError(f"--seed {args.seed}: must be from 0 to {2**32 - 1}")
+    make_folder(args.out_dir, "OUT_DIR")
     began = time.perf_counter()
     files = write_demo_set(args.out_dir, args.tracks_per_class, args.seconds, args.seed, args.sample_rate)
     print(

@@ -152,3 +152,50 @@ def test_synth_refuses_values_that_make_no_demo_set(tmp_path, capsys, option):
     line = one_line_error(capsys, synth.main, [str(tmp_path / "demo"), option])
     assert option.split("=")[0] in line
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("target", ["long name", "proc"])
+def test_an_output_the_system_cannot_hold_is_refused_before_the_work(capsys, paths, target):
+    """A 250-byte name passed the check and failed after the work: its temporary name is ~21 bytes longer."""
+    output = paths["folder"] / ("x" * 246 + ".csv") if target == "long name" else Path("/proc/labels.csv")
+    argv = [str(paths["missing"]), str(paths["file"]), "--output", str(output)]
+    line = one_line_error(capsys, predict.main, argv)
+    expected = "its name is 250 bytes; at most 2" if target == "long name" else "cannot write in /proc"
+    assert line.startswith(f"error: --output {output}: ") and expected in line
+
+
+@pytest.mark.parametrize(
+    ("command", "argv", "message"),
+    [
+        ("bench", ["--sweep", "-1"], "--sweep -1: must be 1 job or more"),
+        ("bench", ["--sweep", "0"], "--sweep 0: must be 1 job or more"),
+        ("bench", ["--sweep", "2", "--sweep-crops", "0"], "--sweep-crops 0: must be 1 or more"),
+        (
+            "report",
+            ["{folder}", "--suspect-confidence", "nan"],
+            "--suspect-confidence nan: must be more than 0, at most 1",
+        ),
+        (
+            "report",
+            ["{folder}", "--suspect-confidence", "2"],
+            "--suspect-confidence 2.0: must be more than 0, at most 1",
+        ),
+        ("synth", ["{below_file}"], "OUT_DIR {below_file}: {file} is a file, not a folder"),
+        ("synth", ["/proc/demo"], "OUT_DIR /proc/demo: cannot write in /proc"),
+    ],
+)
+def test_options_no_run_can_use_are_one_line(capsys, paths, command, argv, message):
+    import importlib
+
+    main = importlib.import_module(f"metalcore.{command}").main
+    line = one_line_error(capsys, main, [a.format(**paths) for a in argv])
+    assert line.startswith(f"error: {message.format(**paths)}")
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_decoding(capsys, trained_run, paths):
+    from conftest import read_metrics
+
+    ckpt = read_metrics(trained_run)["best_checkpoint"]
+    line = one_line_error(capsys, predict.main, [ckpt, str(paths["file"]), "--batch-size", "100000000"])
+    assert line.startswith("error: --batch-size 100000000: a batch of 100000000 segments of 2 s needs about ")
+    assert "GiB of memory available; use at most " in line

@@ -94,3 +94,40 @@ def test_predict_and_evaluate_write_and_print_a_latin1_name(tmp_path, checkpoint
     assert str(root / "metal" / LATIN1) in [row["path"] for row in read_csv(tmp_path / "eval" / "tracks.csv")]
     failed = json.loads((tmp_path / "eval" / "metrics.json").read_text())["failed"]
     assert [f["path"] for f in failed] == [str(root / "hardcore" / BROKEN)]
+
+
+def test_a_name_holding_a_carriage_return_survives_every_csv(tmp_path):
+    """``lineterminator="\\n"`` stopped the csv writer from quoting ``\\r``; the reader then split the row."""
+    from metalcore.core.files import write_csv
+
+    name = str(tmp_path / "Band - Song\r.flac")
+    write_csv(tmp_path / "t.csv", ["path", "true"], [[name, "metal"], ["b\nc.flac", "hardcore"]])
+    assert [row["path"] for row in read_csv(tmp_path / "t.csv")] == [name, "b\nc.flac"]
+    assert (tmp_path / "t.csv").read_bytes().startswith(b"path,true\n")  # lines still end in \n alone
+
+
+def test_embeddings_of_odd_names_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A non-UTF-8 name crashed TensorBoard's metadata writer after embeddings/ was half written."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from metalcore.evaluation.embeddings import write_projector
+
+    names = [LATIN1, "tab\tand\rreturn.flac", "plain.flac"]
+    vectors = [np.full(4, i, dtype=np.float32) for i in range(3)]
+    write_projector(tmp_path / "embeddings", vectors, [[n, "metal"] for n in names], ["track", "class"])
+    metadata = next((tmp_path / "embeddings").rglob("metadata.tsv")).read_text(encoding="utf-8").split("\n")
+    assert metadata[:4] == [
+        "track\tclass",
+        "Mot\\xf6rhead - Ace.flac\tmetal",
+        "tab and return.flac\tmetal",
+        "plain.flac\tmetal",
+    ]
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_embedding", fails)
+    with pytest.raises(OSError):
+        write_projector(tmp_path / "embeddings", vectors, [[n, "metal"] for n in names], ["track", "class"])
+    assert next((tmp_path / "embeddings").rglob("metadata.tsv")).is_file()  # the earlier projector, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings"]  # no temporary folder left behind

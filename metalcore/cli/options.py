@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from metalcore.core.errors import UserError
+from metalcore.core.memory import most_that_fit
 from metalcore.inference.checkpoint import Classifier
 
 
@@ -36,4 +37,21 @@ def classifier_from_args(args: argparse.Namespace) -> Classifier:
         raise UserError(f"--hop {args.hop}: must be a positive number of seconds")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
-    return Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)
+    classifier = Classifier.from_checkpoint(args.checkpoint, None if args.device == "auto" else args.device)
+    check_batch_fits(args.batch_size, classifier)
+    return classifier
+
+
+def check_batch_fits(batch_size: int, classifier: Classifier) -> None:
+    """Refuse a batch of windows that memory cannot hold, before any track is decoded.
+
+    A batch is held as int16 and copied as float32 for the front-end: 6 bytes a sample.
+    """
+    samples = classifier.channels * classifier.segment_samples
+    most, available = most_that_fit(6 * samples)
+    if batch_size > most:
+        raise UserError(
+            f"--batch-size {batch_size}: a batch of {batch_size} segments of {classifier.segment_seconds:g} s needs "
+            f"about {batch_size * 6 * samples / 2**30:.0f} GiB, more than half of the {available:.1f} GiB of memory "
+            f"available; use at most {most} (32 is usual)"
+        )

@@ -33,7 +33,13 @@ def writable_file(path: Path, what: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{_named(what, path)}: is a folder; give a file name")
-    _writable_folder(path.parent, what, path)
+    existing = _writable_folder(path.parent, what, path)
+    longest = _name_max(existing) - _TEMPORARY_SUFFIX_BYTES
+    if len(os.fsencode(path.name)) > longest:
+        raise UserError(
+            f"{_named(what, path)}: its name is {len(os.fsencode(path.name))} bytes; at most {longest} fit "
+            "(it is written under a temporary name a little longer first)"
+        )
     return path
 
 
@@ -58,7 +64,8 @@ def make_folder(path: Path, what: str) -> Path:
     return path
 
 
-def _writable_folder(folder: Path, what: str, shown: Path) -> None:
+def _writable_folder(folder: Path, what: str, shown: Path) -> Path:
+    """The nearest existing folder of ``folder``, once a file has been made and removed there."""
     existing = folder.absolute()
     while not existing.exists():  # the nearest folder that exists is where the new ones would be made
         existing = existing.parent
@@ -66,6 +73,28 @@ def _writable_folder(folder: Path, what: str, shown: Path) -> None:
         raise UserError(f"{_named(what, shown)}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{_named(what, shown)}: cannot write in {existing} (permission denied or read-only)")
+    try:  # what access() cannot see: a read-only mount for root, /proc, a full quota
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(f"{_named(what, shown)}: cannot write in {existing} ({err.strerror or err})") from None
+    return existing
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` takes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _temporary_name(path: Path) -> str:
+    """The name ``atomic_file`` writes ``path`` under until it is complete."""
+    return f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+_TEMPORARY_SUFFIX_BYTES = len(".4194304.0123abcd.tmp")  # with the longest process id Linux gives
 
 
 def _named(what: str, path: Path) -> str:
@@ -81,7 +110,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(_temporary_name(path))
     try:
         with open(tmp, "wb") as f:
             yield f
@@ -115,12 +144,24 @@ def _standard(value: Any) -> Any:
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A header and rows as CSV, atomically (every table metalcore writes goes through here)."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    """A header and rows as CSV, atomically (every table metalcore writes goes through here).
+
+    The writer quotes a field holding a character of its line terminator, and only those: with
+    ``"\n"`` a file name holding ``\r`` went out bare and split its row when read. So it writes
+    ``"\r\n"`` (both quoted), and each row's terminator becomes ``"\n"`` as it is written.
+    """
+    text = _LineFeedRows()
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(header)
     writer.writerows(rows)
     write_text(path, text.getvalue())
+
+
+class _LineFeedRows(io.StringIO):
+    """A text buffer for a csv writer that ends each row (one ``write`` call) in ``\n`` instead of ``\r\n``."""
+
+    def write(self, row: str) -> int:
+        return super().write(row[:-2] + "\n" if row.endswith("\r\n") else row)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -7,7 +7,6 @@ numbers. Indices are NumPy arrays, not Python lists, so DataLoader workers share
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sized
 from typing import Any
 
@@ -16,11 +15,11 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from metalcore.core.errors import UserError
+from metalcore.core.memory import most_that_fit
 
 # bytes of memory per window while a split's windows are laid out (measured with tracemalloc: about
 # 180 for the grid of validation windows, 113 for an epoch of training crops)
 WINDOW_BYTES = 200
-SHARE_OF_MEMORY = 0.5  # the index must leave room for the model, the batches and the page cache
 
 
 def check_windows_fit(tracks: int, per_track: int) -> None:
@@ -29,25 +28,14 @@ def check_windows_fit(tracks: int, per_track: int) -> None:
     Checked from the catalogue, before decoding: a huge value otherwise grows the process for
     minutes, silently, until the machine runs out of memory.
     """
-    available = _available_memory()
-    if tracks * per_track * WINDOW_BYTES <= SHARE_OF_MEMORY * available:
+    most, available = most_that_fit(WINDOW_BYTES * max(tracks, 1))
+    if per_track <= most:
         return
-    most = int(SHARE_OF_MEMORY * available / WINDOW_BYTES / max(tracks, 1))
     raise UserError(
         f"data.segments_per_track={per_track}: {tracks} tracks x {per_track} windows need about "
         f"{tracks * per_track * WINDOW_BYTES / 2**30:.0f} GiB for the segment index, more than half of the "
-        f"{available / 2**30:.1f} GiB of memory available; use at most {most} (60 is usual)"
+        f"{available:.1f} GiB of memory available; use at most {most} (60 is usual)"
     )
-
-
-def _available_memory() -> int:
-    """Bytes of memory the kernel can give without swapping (MemAvailable), else all physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def grid(frames: np.ndarray, length: int, per_track: int) -> np.ndarray:

@@ -10,6 +10,8 @@ among the other class, a tight cluster of one artist or album, two tracks at the
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +54,34 @@ def penultimate(classifier: nn.Module) -> Iterator[Features]:
 
 
 def write_projector(folder: Path, vectors: list[np.ndarray], metadata: list[list[str]], header: list[str]) -> None:
-    """One embedding (``tracks``) with a metadata row per vector, as TensorBoard's projector reads it."""
+    """One embedding (``tracks``) with a metadata row per vector, as TensorBoard's projector reads it.
+
+    Written into a new folder beside ``folder`` that replaces it once complete: a failure leaves the
+    earlier projector (or none), never half of one.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(str(folder)) as writer:
-        writer.add_embedding(
-            torch.from_numpy(np.stack(vectors)), metadata=metadata, metadata_header=header, tag="tracks"
-        )
+    folder = Path(folder)
+    partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with SummaryWriter(str(partial)) as writer:
+            writer.add_embedding(
+                torch.from_numpy(np.stack(vectors)),
+                metadata=[[cell(value) for value in row] for row in metadata],
+                metadata_header=[cell(name) for name in header],
+                tag="tracks",
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def cell(value: str) -> str:
+    """A metadata cell TensorBoard can write and read: its file is strict UTF-8, tab-separated, one row a line.
+
+    Bytes of a file name that are not UTF-8 are shown as ``\\xf6``; tabs and line breaks become spaces.
+    """
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.translate({ord("\t"): " ", ord("\r"): " ", ord("\n"): " "})

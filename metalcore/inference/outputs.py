@@ -66,7 +66,7 @@ def write_csv(path: Path, records: list[dict], classes: list[str]) -> list[Path]
     files.write_csv(path, ["path", "label", "confidence", "segments", "duration_s", *probs, "error"], rows)
     written = [path]
     if records and "timeline" in records[0]:
-        segments = path.with_name(f"{path.stem}.segments.csv")
+        segments = segments_path(path)
         rows = [
             [r["path"], s["start_s"], s["end_s"], s["label"], *(s["probs"][c] for c in classes)]
             for r in records
@@ -75,6 +75,11 @@ def write_csv(path: Path, records: list[dict], classes: list[str]) -> list[Path]
         files.write_csv(segments, ["path", "start_s", "end_s", "label", *probs], rows)
         written.append(segments)
     return written
+
+
+def segments_path(path: Path) -> Path:
+    """Where ``--segments`` writes every segment's row beside the CSV table ``path``."""
+    return path.with_name(f"{path.stem}.segments.csv")
 
 
 def print_table(records: list[dict], classes: list[str], out: TextIO | None = None) -> None:
