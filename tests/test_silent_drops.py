@@ -16,7 +16,7 @@ from metalcore.audio.cache import AudioCache
 from metalcore.audio.decode import DecodeError, decode
 from metalcore.audio.encode import write_audio
 from metalcore.core.errors import UserError
-from metalcore.data.catalogue import walk
+from metalcore.data.catalogue import scan, walk
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.demo import render_track
 
@@ -58,6 +58,19 @@ def test_linked_folders_are_read_and_unreadable_ones_are_reported(lib):
     assert problems == [(lib["locked"], "folder not read: Permission denied")] and len(files) == 3
 
 
+def test_a_link_up_the_tree_does_not_walk_into_the_other_class(lib):
+    """``metal/up -> ..`` reaches hardcore/ through the data root: each hardcore track became a label conflict."""
+    root = lib["root"]
+    (root / "metal" / "up").symlink_to("..", target_is_directory=True)
+    files, problems = walk(root / "metal")
+    assert len(files) == 4 and not [f for f in files if "hardcore" in f.parts]
+    assert (root / "metal" / "up", f"folder not read: a link up the tree to {root}, which holds this class folder") in (
+        problems
+    )
+    labels = [t.label for t in scan(root)]
+    assert labels.count("metal") == 4 and labels.count("hardcore") == 3  # the locked folder's track is listed
+
+
 def test_prepare_lists_unreadable_folders_and_says_how_many_tracks_are_padded(lib, tmp_path):
     dm = MusicDataModule(
         str(lib["root"]), str(tmp_path / "cache"), sample_rate=RATE, segment_seconds=2.0, workers_for_decoding=1
@@ -89,7 +102,7 @@ def test_a_fifo_is_refused_instead_of_read_forever(tmp_path):
 
 
 def test_max_epochs_0_is_refused_before_anything_is_built(tmp_path):
-    from metalcore.training.experiment import train
+    from metalcore.training.experiment import run
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
@@ -97,5 +110,5 @@ def test_max_epochs_0_is_refused_before_anything_is_built(tmp_path):
             [*tiny_overrides(tmp_path / "cache"), f"paths.output_dir={tmp_path / 'run'}", "trainer.max_epochs=0"],
         )
     with pytest.raises(UserError, match=r"^trainer.max_epochs=0 trains nothing"):
-        train(cfg)
+        run(cfg)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()

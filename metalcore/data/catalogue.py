@@ -56,12 +56,15 @@ def walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(audio files under ``folder``, sorted; (sub-folder, reason) for each one that could not be read).
 
     Symlinked sub-folders are followed (a library assembled from links is common), each real folder
-    once, so a link back up the tree cannot loop; a folder that cannot be listed is reported, not
-    passed over in silence.
+    once, so a link to a folder already read cannot loop. A link up the tree (to ``folder`` or a
+    folder holding it, such as ``metal/up -> ..``) is not followed: it would lead through the data
+    root into the other classes. Either is reported, as is a folder that cannot be listed: nothing
+    is passed over in silence.
     """
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
     seen: set[tuple[int, int]] = set()
+    base = os.path.realpath(folder)
 
     def unreadable(err: OSError) -> None:
         problems.append((Path(err.filename), f"folder not read: {err.strerror or err}"))
@@ -73,6 +76,11 @@ def walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             dirs.clear()
             continue
         seen.add((st.st_dev, st.st_ino))
+        real = os.path.realpath(top)
+        if top != str(folder) and (base == real or base.startswith(real.rstrip(os.sep) + os.sep)):
+            problems.append((Path(top), f"folder not read: a link up the tree to {real}, which holds this class folder"))
+            dirs.clear()
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [Path(top) / name for name in names if is_audio(Path(top) / name)]
     return sorted(files), problems
