@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from metalcore.audio.encode import write_audio
+from metalcore.core.errors import UserError
 from metalcore.core.files import read_csv
 from metalcore.data.datamodule import MusicDataModule
 from metalcore.data.demo import render_track
@@ -76,6 +77,19 @@ def test_a_class_folder_linked_into_another_is_reported_track_by_track(tmp_path)
     summary = datamodule(root, tmp_path).prepare(progress=False)
     conflicts = [path for path, reason in summary.skipped if reason.startswith("label conflict")]
     assert len(conflicts) == 10 and summary.classes["metal"].tracks == 0
+
+
+def test_a_class_left_empty_by_label_conflicts_says_so_not_that_nothing_decoded(tmp_path):
+    root = tmp_path / "lib"
+    files = library(root)
+    (root / "punk").mkdir()
+    for path in files["metal"][:3]:  # every punk track is a copy of a metal one
+        (root / "punk" / path.name).write_bytes(path.read_bytes())
+    dm = datamodule(root, tmp_path)
+    dm.prepare(progress=False)
+    with pytest.raises(UserError, match=r"^class 'punk' has no track left: its 3 tracks decoded but are the same "
+                       r"recordings as tracks of another class \(label conflicts\), see .*skipped.csv$"):
+        dm.setup()
 
 
 @pytest.mark.parametrize("copies", [1, 3])

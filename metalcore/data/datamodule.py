@@ -45,6 +45,7 @@ class Library:
     cached: list[CachedTrack]
     albums: list[str] = field(default_factory=list)  # album tag, else the album folder; "" when neither
     unreadable: Counter = field(default_factory=Counter)  # class -> files with no cache entry
+    conflicts: Counter = field(default_factory=Counter)  # class -> decoded tracks left out as label conflicts
 
     @property
     def sources(self) -> list[Path]:
@@ -171,7 +172,9 @@ class MusicDataModule(LightningDataModule):
         self.classes = sorted({t.label for t in tracks})
         entries = {t.path: self.cache.lookup(t.path) for t in tracks}
         unreadable = Counter(t.label for t in tracks if entries[t.path] is None)
-        kept, _ = one_label_each([t for t in tracks if entries[t.path]], lambda t: entries[t.path].path)
+        kept, left_out = one_label_each([t for t in tracks if entries[t.path]], lambda t: entries[t.path].path)
+        label = {t.path: t.label for t in tracks}
+        conflicts = Counter(label[path] for path, reason in left_out if reason.startswith("label conflict"))
         rows = [(t, entries[t.path]) for t in kept]
         return Library(
             labels=[t.label for t, _ in rows],
@@ -179,6 +182,7 @@ class MusicDataModule(LightningDataModule):
             cached=[c for _, c in rows],
             albums=[" ".join(str(c.tags.get("album") or "").split()) or t.album for t, c in rows],
             unreadable=unreadable,
+            conflicts=conflicts,
         )
 
     # -- splitting -------------------------------------------------------------------------------
@@ -209,6 +213,11 @@ class MusicDataModule(LightningDataModule):
             raise UserError(f"data.root={self.root}: none of the audio files could be decoded; see {skipped_csv}")
         try:
             for label in self.classes:
+                if label not in lib.labels and lib.conflicts[label]:
+                    raise UserError(
+                        f"class '{label}' has no track left: its {lib.conflicts[label]} tracks decoded but are the "
+                        f"same recordings as tracks of another class (label conflicts), see {skipped_csv}"
+                    )
                 if label not in lib.labels:
                     raise UserError(f"class '{label}' has no track that could be decoded")
             return self.split.assign(

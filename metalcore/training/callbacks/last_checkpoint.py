@@ -38,10 +38,12 @@ class LastCheckpoint(ModelCheckpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
         if trainer.is_global_zero and (Path(self.dirpath) / "last.ckpt").is_file():
+            total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
             log.warning(
-                "training stopped (%s) in epoch %d at step %d; saved %s; resume with %s",
+                "training stopped (%s) in epoch %d/%s at step %d; saved %s; resume with %s",
                 _why(exception),
-                trainer.current_epoch,
+                trainer.current_epoch + 1,  # counted from 1, as the progress and epoch lines count
+                total,
                 trainer.global_step,
                 Path(self.dirpath) / "last.ckpt",
                 RESUME_HELP,
