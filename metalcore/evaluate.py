@@ -79,11 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--occlusion {args.occlusion}: must be 0 or more")
     if args.output_dir is not None:
         writable_folder(args.output_dir, "--output-dir")
-    classifier = classifier_from_args(args)
-    if args.data_root is not None:
+    if args.data_root is not None:  # read before the checkpoint is loaded: a wrong folder is said at once
         tracks, source = labelled_folder(args.data_root), str(args.data_root)
         name = args.data_root.resolve().name
-    else:
+    classifier = classifier_from_args(args)
+    if args.data_root is None:
         tracks, source = test_split(args.checkpoint), f"test split of {run_folder(args.checkpoint)}"
         name = "test"
     output_dir = writable_folder(

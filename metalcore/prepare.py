@@ -10,13 +10,14 @@ splitting the library as training would, so a class left too small is reported n
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from metalcore.core.errors import command
 from metalcore.training.checks import check_config
-from metalcore.training.config import CONF, in_sweep, make
+from metalcore.training.config import CONF, check_command_line, in_sweep, make
 
 log = logging.getLogger("metalcore.prepare")
 
@@ -36,4 +37,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    with command():
+        check_command_line(sys.argv[1:])
     main()

@@ -7,13 +7,14 @@ config, keeps one log file under torchrun, and turns a configuration problem int
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from metalcore.core.errors import command
 from metalcore.core.library_warnings import route_warnings_to_log
-from metalcore.training.config import CONF, in_sweep
+from metalcore.training.config import CONF, check_command_line, in_sweep
 from metalcore.training.experiment import log_once, optimized_value, run
 
 log = logging.getLogger("metalcore.train")
@@ -33,4 +34,6 @@ if __name__ == "__main__":
     # this module's functions by value (which fails on torch's submodules).
     from metalcore.train import main as imported_main
 
+    with command():
+        check_command_line(sys.argv[1:])
     imported_main()

@@ -199,3 +199,47 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_decoding(capsys, tr
     line = one_line_error(capsys, predict.main, [ckpt, str(paths["file"]), "--batch-size", "100000000"])
     assert line.startswith("error: --batch-size 100000000: a batch of 100000000 segments of 2 s needs about ")
     assert "GiB of memory available; use at most " in line
+
+
+def test_a_data_root_that_is_a_file_or_a_class_folder_says_so(tmp_path, capsys, paths):
+    from metalcore.data.catalogue import scan
+
+    with pytest.raises(UserError, match=r"^data.root=.*a-file.csv: is a file, not a folder; give the folder that "):
+        scan(paths["file"])
+    metal = tmp_path / "lib" / "metal"
+    metal.mkdir(parents=True)
+    (metal / "Band - Song.flac").write_bytes(b"x")
+    line = one_line_error(capsys, evaluate.main, [str(paths["missing"]), "--data-root", str(metal)])
+    assert line == (
+        f"error: --data-root {metal}: holds audio files but no class folders: it looks like the folder of one "
+        f"class; give the folder above it, which holds one folder per class"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["data.root=/music/Mot\udcf6rhead"],
+            "data.root=/music/Mot\udcf6rhead: holds bytes that are not UTF-8, "
+            "which Hydra cannot parse unquoted; quote the value: 'data.root=\"/music/Mot\udcf6rhead\"'",
+        ),
+        (["hydra.run.dir=/proc/x/run"], "hydra.run.dir=/proc/x/run: cannot write in /proc"),
+        (["hydra.run.dir={file}/run"], "hydra.run.dir={file}/run: {file} is a file, not a folder"),
+    ],
+)
+def test_what_hydra_would_fail_on_before_metalcore_runs_is_one_line(paths, argv, message):
+    from metalcore.training.config import check_command_line
+
+    with pytest.raises(UserError) as err:
+        check_command_line([a.format(**paths) for a in argv])
+    assert str(err.value).startswith(message.format(**paths))
+    check_command_line(["data.root='/music/Mot\udcf6rhead'", f"hydra.run.dir={paths['folder']}/run"])  # quoted: fine
+
+
+def test_prepare_checks_the_command_line_before_hydra_reads_it():
+    from conftest import run_module
+
+    result = run_module("metalcore.prepare", "hydra.run.dir=/proc/x/run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: hydra.run.dir=/proc/x/run: cannot write in /proc")

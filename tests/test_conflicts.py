@@ -87,8 +87,11 @@ def test_a_class_left_empty_by_label_conflicts_says_so_not_that_nothing_decoded(
         (root / "punk" / path.name).write_bytes(path.read_bytes())
     dm = datamodule(root, tmp_path)
     dm.prepare(progress=False)
-    with pytest.raises(UserError, match=r"^class 'punk' has no track left: its 3 tracks decoded but are the same "
-                       r"recordings as tracks of another class \(label conflicts\), see .*skipped.csv$"):
+    with pytest.raises(
+        UserError,
+        match=r"^class 'punk' has no track left: its 3 tracks decoded but are the same "
+        r"recordings as tracks of another class \(label conflicts\), see .*skipped.csv$",
+    ):
         dm.setup()
 
 

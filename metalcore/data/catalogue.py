@@ -78,7 +78,9 @@ def walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         seen.add((st.st_dev, st.st_ino))
         real = os.path.realpath(top)
         if top != str(folder) and (base == real or base.startswith(real.rstrip(os.sep) + os.sep)):
-            problems.append((Path(top), f"folder not read: a link up the tree to {real}, which holds this class folder"))
+            problems.append(
+                (Path(top), f"folder not read: a link up the tree to {real}, which holds this class folder")
+            )
             dirs.clear()
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -96,14 +98,17 @@ def class_folders(root: Path) -> list[Path]:
     return [folder for folder in sorted(Path(root).iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
 
 
-def scan(root: Path, min_classes: int = 2) -> list[Track]:
+def scan(root: Path, min_classes: int = 2, what: str = "data.root=") -> list[Track]:
     """Every track under ``root``, sorted by path so that everything downstream is reproducible.
 
     Training needs two classes; scoring a trained model on the tracks of one class (``min_classes=1``) is fine.
+    ``what`` names the setting in messages (``data.root=``, or ``--data-root `` for evaluate).
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{what}{root}: is a file, not a folder; give the folder that holds one folder per class")
     if not root.is_dir():
-        raise UserError(f"data.root={root}: folder does not exist; {HOW_TO_START}")
+        raise UserError(f"{what}{root}: folder does not exist; {HOW_TO_START}")
     tracks = [
         Track(
             path.absolute(), folder.name, artist_from_name(path), album_from_folder(path, folder)
@@ -111,12 +116,17 @@ def scan(root: Path, min_classes: int = 2) -> list[Track]:
         for folder in class_folders(root)
         for path in audio_files(folder)
     ]
+    if not tracks and any(is_audio(path) for path in root.iterdir()):
+        raise UserError(
+            f"{what}{root}: holds audio files but no class folders: it looks like the folder of one class; "
+            "give the folder above it, which holds one folder per class"
+        )
     if not tracks:
-        raise UserError(f"data.root={root}: no audio files found; {HOW_TO_START}")
+        raise UserError(f"{what}{root}: no audio files found; {HOW_TO_START}")
     classes = sorted({t.label for t in tracks})
     if len(classes) < min_classes:
         raise UserError(
-            f"data.root={root}: only one class folder with audio ({classes[0]}); "
+            f"{what}{root}: only one class folder with audio ({classes[0]}); "
             f"a classifier needs at least two; {HOW_TO_START}"
         )
     return tracks

@@ -41,7 +41,7 @@ def test_split(checkpoint: Path) -> list[tuple[Path, str]]:
 
 def labelled_folder(root: Path) -> list[tuple[Path, str]]:
     """(path, class) of every track under ``root/<class>/``."""
-    return [(track.path, track.label) for track in scan(root, min_classes=1)]
+    return [(track.path, track.label) for track in scan(root, min_classes=1, what="--data-root ")]
 
 
 def clip_arrays(done: list[tuple[TrackPrediction, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ run with exit status 2 while a sweep records the job as failed and goes on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metalcore.core.environment import cpu_runs_bf16
 from metalcore.core.errors import UserError
+from metalcore.core.files import writable_folder
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # absolute: found whether run as __main__ or imported
 
@@ -72,3 +74,28 @@ def make(node: DictConfig, **kwargs: Any) -> Any:
 def in_sweep() -> bool:
     """Whether this Hydra job is one of a multirun's, where a failure must not end the sweep."""
     return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """What Hydra would fail on with a traceback before any metalcore code runs (UserError).
+
+    A value holding bytes that are not UTF-8 (a Latin-1 folder name) stops Hydra's override lexer;
+    quoted, it passes. Hydra makes the run folder itself, so one it cannot make (below a file, on
+    a read-only mount) is checked here, from the ``hydra.run.dir`` or ``hydra.sweep.dir`` given or
+    the default ``outputs/`` and ``multirun/`` in the working folder.
+    """
+    sweep = any(arg in ("-m", "--multirun") for arg in argv)
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    folder = "multirun" if sweep else "outputs"
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        quoted = len(value) > 1 and value[0] == value[-1] and value[0] in "'\""
+        if equals and not quoted and any("\udc80" <= c <= "\udcff" for c in value):
+            raise UserError(
+                f"{arg}: holds bytes that are not UTF-8, which Hydra cannot parse unquoted; "
+                f"quote the value: '{name}=\"{value}\"'"
+            )
+        if name.lstrip("+") == key and equals:
+            folder = value
+    static = folder.split("${", 1)[0]  # the part before any interpolation, e.g. ${now:...}
+    writable_folder(Path(static.strip("'\"") or "."), f"{key}=")

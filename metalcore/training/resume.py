@@ -8,6 +8,7 @@ events the resumed run will write again.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,11 @@ def resume_point(
         raise UserError(f"ckpt_path={ckpt_path} is a folder; give a .ckpt file, or ckpt_path=last with hydra.run.dir")
     if not path.is_file():
         raise UserError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # else torch's message talks of _use_new_zipfile_serialization
+        raise UserError(
+            f"ckpt_path={ckpt_path}: not a checkpoint: PyTorch writes a zip archive and this file is not one "
+            "(a text file, or the start of one cut off)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # not a torch file at all, truncated, a foreign pickle
