@@ -59,21 +59,19 @@ def check_scheduler(cfg: DictConfig) -> None:
 
 
 def check_masks(cfg: DictConfig) -> None:
-    """SpecAugment masks no wider than what they mask: the Mel bands and a segment's frames."""
+    """A SpecAugment frequency mask no wider than the Mel bands it masks (wider, it silently masks them all).
+
+    A time mask may exceed a short segment's frames: it then masks up to the whole clip, as asked.
+    """
     spectrogram = (cfg.get("augment") or {}).get("spectrogram") or {}
-    hop = cfg.features.get("hop_length")
-    frames = round(cfg.data.segment_seconds * cfg.data.sample_rate) // hop + 1 if hop and hop > 0 else None
-    limits = {
-        "freq_mask": (cfg.features.get("n_mels"), "Mel bands (features.n_mels)"),
-        "time_mask": (frames, "frames of a segment"),
-    }
+    n_mels = cfg.features.get("n_mels")
     for name, node in spectrogram.items():
-        for key, (size, what) in limits.items():
-            width = (node or {}).get(key)
-            if width is not None and size is not None and width > size:
-                raise UserError(
-                    f"augment.spectrogram.{name}.{key}={width} is wider than the {size} {what}; use 0 to {size}"
-                )
+        width = (node or {}).get("freq_mask")
+        if width is not None and n_mels is not None and width > n_mels:
+            raise UserError(
+                f"augment.spectrogram.{name}.freq_mask={width} is wider than the {n_mels} Mel bands "
+                f"(features.n_mels); use 0 to {n_mels}"
+            )
 
 
 def check_checkpoint_monitor(cfg: DictConfig) -> None:
