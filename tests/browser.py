@@ -150,3 +150,13 @@ class Browser:
     def requests(self) -> list[str]:
         """Every URL the page asked for."""
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
+
+if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH]: a screenshot of a page
+    import sys
+
+    with Browser(find_chromium(), width=int(sys.argv[3]) if len(sys.argv) > 3 else 1280) as browser:
+        browser.open(Path(sys.argv[1]))
+        time.sleep(1.0)
+        browser.screenshot(Path(sys.argv[2]))
+        print("\n".join(browser.errors()) or f"wrote {sys.argv[2]}")

@@ -329,6 +329,6 @@ def provenance_section(origin: dict) -> str:
     return section(
         "provenance",
         "Where these numbers come from",
-        f'<div class="row"><div><h3>This evaluation</h3>{evaluation}<h3>Evaluated with</h3>{evaluated}</div>'
-        f"<div><h3>The run's training environment</h3>{trained}</div></div>" + config,
+        f'<div class="row"><div><h3>This evaluation</h3>{evaluation}</div>'
+        f"<div><h3>Evaluated with</h3>{evaluated}<h3>The run's training environment</h3>{trained}</div></div>" + config,
     )

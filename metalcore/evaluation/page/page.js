@@ -58,7 +58,7 @@
     })
   );
 
-  const MARGIN = { left: 44, right: 12, top: 10, bottom: 24 };
+  const MARGIN = { left: 44, right: 24, top: 10, bottom: 24 };
   function timeToX(t) {
     const width = timeline.width - MARGIN.left - MARGIN.right;
     return MARGIN.left + (t / Math.max(current.duration, 1e-6)) * width;
@@ -191,7 +191,7 @@
     );
     caption.textContent =
       "Occlusion: drop in p(" + win.target + ") when each patch is set to its bands' average; red patches carried the " +
-      "decision (largest drop " + peak.toFixed(2) + "), blue ones argued against it.";
+      "decision (largest change " + peak.toPrecision(2) + "), blue ones argued against it.";
   }
   document.getElementById("mel").addEventListener("click", () => playFrom(current.window.start));
 
