@@ -21,6 +21,7 @@ from test_report import make_job, write_multirun
 from metalcore import evaluate
 from metalcore.audio.decode import decode
 from metalcore.core.files import read_csv
+from metalcore.evaluation.occlusion import GRID
 from metalcore.evaluation.page import excerpts, markup
 from metalcore.evaluation.page.evaluation import render
 from metalcore.evaluation.page.views import mel_image
@@ -104,7 +105,7 @@ def test_the_page_shows_every_track_wrong_first_with_its_timeline_and_audio(eval
         assert view["span"] == [0.0, view["duration"]]  # a small evaluation gets whole tracks
         assert view["window"]["shape"][0] == 64 and view["window"]["mel"]
     top = page.data["tracks"][int(page.rows[0]["data-index"])]["window"]
-    assert top["wrong"] and len(top["drop"]) == 8 and len(top["drop"][0]) == 8  # its occlusion map
+    assert top["wrong"] and np.shape(top["drop"]) == GRID  # its occlusion map
     text = (evaluated / markup.PAGE).read_text()
     track = metrics["track"]
     assert f"{track['acc']:.3f}" in text and f"[{track['acc_ci95'][0]:.3f}, {track['acc_ci95'][1]:.3f}]" in text
@@ -137,8 +138,9 @@ def test_a_200_track_page_stays_under_50_mb():
             "starts": np.round(np.arange(windows) * 5.5, 3).tolist(),
             "probs": np.round(rng.dirichlet([1, 1], windows), 3).tolist(), "span": [90.0, 150.0],
             "window": {"start": 110.0, "wrong": True, "mel": image, "shape": shape, "target": "hardcore",
-                       "probs": [0.123, 0.877], "drop": np.round(rng.normal(size=(8, 8)), 3).tolist(),
-                       "bands": list(range(0, 129, 16)), "frames": np.round(np.linspace(0, 1, 9), 4).tolist()},
+                       "probs": [0.123, 0.877], "drop": np.round(rng.normal(size=GRID), 3).tolist(),
+                       "bands": list(range(0, 129, 16)),
+                       "frames": np.round(np.linspace(0, 1, GRID[1] + 1), 4).tolist()},
         }
         for i in range(200)
     ]  # fmt: skip

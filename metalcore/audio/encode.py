@@ -41,13 +41,15 @@ def write_audio(
     codec: str | None = None,
     tags: dict[str, str] | None = None,
     bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Encode ``audio`` (float32 ``[channels, samples]`` in [-1, 1]) to ``path``.
 
         The format follows the suffix (any case). ``codec="alac"`` writes Apple Lossless into an
         ``.m4a``. ``tags`` become container metadata (e.g. ``{"artist": ...}``). Codecs that take
         only certain rates (opus, mp3, AAC) are resampled to the nearest one they accept. ``bit_rate``
-    (bits per second) sets a lossy codec's rate, e.g. 64000 for a low-quality mp3.
+    (bits per second) sets a lossy codec's rate, e.g. 64000 for a low-quality mp3. ``options`` go
+    to the encoder as FFmpeg's private options (e.g. ``{"vbr": "constrained"}`` for libopus).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -66,8 +68,10 @@ def write_audio(
         stream.format = sample_fmt
         if bit_rate:
             stream.bit_rate = bit_rate
-        if codec_name == "vorbis":
-            stream.codec_context.options = {"strict": "experimental"}
+        stream.codec_context.options = {
+            **({"strict": "experimental"} if codec_name == "vorbis" else {}),
+            **(options or {}),
+        }
         resampler = av.AudioResampler(format=sample_fmt, layout=stream.layout, rate=out_rate)
         block = sample_rate  # one second per frame keeps memory flat for long tracks
         for start in range(0, audio.shape[1], block):

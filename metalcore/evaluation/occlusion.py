@@ -17,7 +17,7 @@ import torch
 
 from metalcore.inference.checkpoint import Classifier
 
-GRID = (8, 8)  # patches along the Mel bands and along time
+GRID = (8, 6)  # patches along the Mel bands and along time: one network pass each
 
 
 @dataclass(frozen=True)

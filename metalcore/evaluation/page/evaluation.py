@@ -26,7 +26,7 @@ from metalcore.inference.tracks import Outcome
 from metalcore.uncertainty.bootstrap import formatted
 
 AUDIO = "audio"
-# An occlusion map costs one network pass per patch (64): the page makes as many as fit in this share
+# An occlusion map costs one network pass per patch (48): the page makes as many as fit in this share
 # of the passes evaluate made, at least one, for the tracks at the top of the table (wrong ones first).
 OCCLUSION_SHARE = 0.1
 SCORES = (("acc", "accuracy"), ("f1", "F1 (macro)"), ("auroc", "ROC-AUC"), ("pr_auc", "PR-AUC"))
