@@ -152,11 +152,12 @@ class Browser:
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
 
 
-if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH]: a screenshot of a page
+if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [HEIGHT]: what a 1280-wide window shows
     import sys
 
-    with Browser(find_chromium(), width=int(sys.argv[3]) if len(sys.argv) > 3 else 1280) as browser:
+    with Browser(find_chromium(), height=int(sys.argv[3]) if len(sys.argv) > 3 else 1600) as browser:
         browser.open(Path(sys.argv[1]))
         time.sleep(1.0)
-        browser.screenshot(Path(sys.argv[2]))
-        print("\n".join(browser.errors()) or f"wrote {sys.argv[2]}")
+        shot = Path(sys.argv[2])
+        shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+        print("\n".join(browser.errors()) or f"wrote {shot}")

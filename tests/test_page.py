@@ -92,7 +92,7 @@ def test_the_page_shows_every_track_wrong_first_with_its_timeline_and_audio(eval
     assert all(r["data-true"] == "hardcore" and r["data-pred"] == "metal" for r in wrong)
     assert page.cells == {("hardcore", "hardcore"): "2", ("hardcore", "metal"): "2", ("metal", "hardcore"): "0",
                           ("metal", "metal"): "2"}  # fmt: skip
-    assert page.sections[:3] == ["scores", "mistakes", "tracks"] and page.sections[-1] == "provenance"
+    assert page.sections[:2] == ["scores", "tracks"] and page.sections[-1] == "provenance"
     assert page.data["classes"] == metrics["classes"] and len(page.data["tracks"]) == 6
     for row, csv_row in zip(page.rows, csv_rows):
         view = page.data["tracks"][int(row["data-index"])]

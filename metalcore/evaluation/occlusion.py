@@ -44,20 +44,20 @@ def occlusion(classifier: Classifier, audio: torch.Tensor, grid: tuple[int, int]
     All masked copies go through the network in one batch.
     """
     mel = classifier.frontend(audio[None].to(classifier.device).float())  # (1, C, M, F)
-    probs = classifier.from_mel(mel)[0]
+    probs = classifier.from_mel(mel, torch.float64)[0]
     target = int(probs.argmax())
     bands, frames = edges(mel.shape[-2], grid[0]), edges(mel.shape[-1], grid[1])
     patches = [(b, f) for b in range(len(bands) - 1) for f in range(len(frames) - 1)]
     masked = mel.repeat(len(patches), 1, 1, 1)  # (patches, C, M, F)
     for i, (b, f) in enumerate(patches):
         masked[i, :, bands[b] : bands[b + 1], frames[f] : frames[f + 1]] = 0.0
-    occluded = classifier.from_mel(masked)[:, target]
+    occluded = classifier.from_mel(masked, torch.float64)[:, target]
     drop = (probs[target] - occluded).reshape(len(bands) - 1, len(frames) - 1)
     return Occlusion(
         mel=mel[0].mean(0).float().cpu().numpy(),
-        probs=probs.cpu().numpy().astype(np.float64),
+        probs=probs.cpu().numpy(),
         target=target,
-        drop=drop.cpu().numpy().astype(np.float64),
+        drop=drop.cpu().numpy(),
         band_edges=bands,
         frame_edges=frames,
     )

@@ -97,10 +97,11 @@ class Classifier(nn.Module):
         calibrated: the logits are divided by the checkpoint's temperature."""
         return self.from_mel(self.frontend(audio))
 
-    def from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+    def from_mel(self, mel: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The front-end's output ``(batch, channels, n_mels, frames)`` -> calibrated probabilities
-        ``(batch, classes)``: what an occlusion map changes and looks at again."""
-        return (self.net(mel).float() / self.temperature).softmax(-1)
+        ``(batch, classes)`` in ``dtype``: what an occlusion map changes and looks at again (in float64,
+        where a confident model's probabilities move by less than float32 resolves)."""
+        return (self.net(mel).to(dtype) / self.temperature).softmax(-1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Classifier:

@@ -108,9 +108,8 @@ def render(
     body = "".join(
         [
             header(metrics, origin),
-            scores(metrics),
-            mistakes(metrics, output_dir),
-            tracks_section(rows, names, len(views)),
+            scores(metrics, output_dir),
+            tracks_section(rows, names, len(views), confusion_matrix(metrics)),
             robustness_section(robustness, output_dir) if robustness else "",
             embeddings_section(output_dir) if embeddings else "",
             provenance_section(origin),
@@ -134,8 +133,8 @@ def header(metrics: dict, origin: dict) -> str:
     )
 
 
-def scores(metrics: dict) -> str:
-    """The headline scores per track and per clip with their intervals; calibration; class counts."""
+def scores(metrics: dict, output_dir: Path) -> str:
+    """The headline scores per track and per clip with their intervals; class counts; calibration."""
     cards = []
     for level in ("track", "clip"):
         cards.append(f'<div class="level">per {level}</div>')
@@ -166,6 +165,9 @@ def scores(metrics: dict) -> str:
         ],
         [False, True, True, True],
     )
+    reliability = image(
+        output_dir / "reliability.png", "reliability diagram per track, before and after the temperature"
+    )
     b = metrics["bootstrap"]
     note = (
         f'<p class="muted">95 % intervals from {b["resamples"]} bootstrap resamples of the tracks '
@@ -174,13 +176,13 @@ def scores(metrics: dict) -> str:
     return section(
         "scores",
         "Scores",
-        f'<div class="cards">{"".join(cards)}</div>{note}<div class="row"><div><h3>Calibration</h3>{calibration}'
-        f"</div><div><h3>Classes</h3>{counts}</div></div>",
+        f'<div class="cards">{"".join(cards)}</div>{note}<div class="row"><div><h3>Classes</h3>{counts}</div>'
+        f"<div><h3>Calibration</h3>{calibration}</div><div><h3>Reliability per track</h3>{reliability}</div></div>",
     )
 
 
-def mistakes(metrics: dict, output_dir: Path) -> str:
-    """The per-track confusion matrix (a cell filters the table) beside the reliability diagram."""
+def confusion_matrix(metrics: dict) -> str:
+    """The per-track confusion matrix; a cell filters the track table below it."""
     classes, confusion = metrics["classes"], metrics["track"]["confusion"]
     total = max(sum(map(sum, confusion)), 1)
     head = "".join(f"<th>{escape(c)}</th>" for c in classes)
@@ -196,23 +198,15 @@ def mistakes(metrics: dict, output_dir: Path) -> str:
                 f'style="background:{colour}" title="{n} of {total} tracks">{n}</td>'
             )
         body += f"<tr><th>{escape(true)}</th>{cells}</tr>"
-    matrix = (
+    return (
         f'<table class="confusion"><thead><tr><th class="corner">class \\ predicted</th>{head}</tr></thead>'
-        f'<tbody>{body}</tbody></table><p class="muted">Click a cell to list its tracks below.</p>'
-    )
-    reliability = image(
-        output_dir / "reliability.png", "reliability diagram per track, before and after the temperature"
-    )
-    return section(
-        "mistakes",
-        "Where it goes wrong",
-        f'<div class="row"><div><h3>Confusion per track</h3>{matrix}</div>'
-        f"<div><h3>Reliability</h3>{reliability}</div></div>",
+        f"<tbody>{body}</tbody></table>"
     )
 
 
-def tracks_section(rows: list[dict], names: dict[str, tuple[str, str]], predicted: int) -> str:
-    """The selected track's timeline, audio and spectra above the sortable table of every track."""
+def tracks_section(rows: list[dict], names: dict[str, tuple[str, str]], predicted: int, matrix: str) -> str:
+    """The confusion matrix that filters the table, the selected track's timeline, audio and spectra,
+    and the sortable table of every track."""
     detail = (
         '<div id="detail"><div class="title" id="detail-title"></div><div class="muted" id="detail-sub"></div>'
         '<audio id="player" controls preload="auto"></audio>'
@@ -252,11 +246,18 @@ def tracks_section(rows: list[dict], names: dict[str, tuple[str, str]], predicte
         '<button id="filter-clear" hidden>show all</button> <span class="muted">Click a column to sort it, '
         "a row to open its track.</span></div>"
     )
+    top = (
+        f'<div class="row"><div class="confusion-box"><h3>Confusion per track</h3>{matrix}</div>'
+        '<div><h3>How to read it</h3><p class="muted">Click a cell of the matrix to list its tracks; a row of '
+        "the table opens its track above it: the probability of each class over the whole track (the "
+        "windows <code>predict --json</code> gives), its audio (click the timeline to play from there), and the "
+        "window that most wanted another class, with what drove that window's decision.</p></div></div>"
+    )
     table_html = (
         f'<div class="table-wrap"><table id="tracks-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
-    return section("tracks", f"Tracks ({predicted} scored)", detail + filters + table_html)
+    return section("tracks", f"Tracks ({predicted} scored)", top + detail + filters + table_html)
 
 
 def minutes(seconds: float) -> str:

@@ -51,7 +51,7 @@ def window_view(found: Occlusion | None, start: float, wrong: bool, classes: lis
             {
                 "target": classes[found.target],
                 "probs": np.round(found.probs, 3).tolist(),
-                "drop": np.round(found.drop, 3).tolist(),
+                "drop": [[float(f"{v:.3g}") for v in row] for row in found.drop],  # a confident model's are tiny
                 "bands": found.band_edges.tolist(),
                 "frames": (found.frame_edges / scale).round(4).tolist(),
             }
