@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig
 
 from metalcore.data.demo import DemoSet
 from metalcore.uncertainty.calibration import store_temperature
@@ -33,6 +34,17 @@ METRICS = {
     "pr_auc",
 }
 TINY_DEMO = DemoSet(tracks_per_class=8, seconds=8.0, seed=0, sample_rate=22050)
+
+
+def train_config(*overrides: str, hydra: bool = False) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides`` as the command line would (every test's one way to
+    compose); ``hydra``: with the ``hydra`` node too (sweepers, launchers)."""
+    from hydra import compose, initialize_config_dir
+
+    import metalcore.training.config  # noqa: F401  (registers the resolvers the configs use)
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def tiny_overrides(cache_dir: Path, *extra: str) -> list[str]:

@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_module
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import run_module, train_config
 
 from metalcore.audio.decode import decode
 from metalcore.core.errors import UserError
@@ -21,7 +19,6 @@ from metalcore.data.segments import RandomCrops
 from metalcore.data.split import Split
 from metalcore.evaluation import artist_gap
 from metalcore.evaluation.sweep import load
-from metalcore.training.config import CONF
 
 SR = 16000
 
@@ -79,9 +76,7 @@ def test_the_plain_demo_is_unchanged_by_the_artist_options(tmp_path: Path):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_a_split_by_artist_trains_on_the_prolific_bands_of_the_artists_config(seed: int):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["data=artists"])
-    GlobalHydra.instance().clear()
+    cfg = train_config("data=artists")
     demo, data = cfg.data.demo, cfg.data
     labels, artists = [], []
     for genre in GENRES:
@@ -181,9 +176,7 @@ def test_report_prints_the_gap_with_one_flag(effect_sweep: Path):
 
 
 def test_artist_effect_sweeps_grouping_augmentation_and_sampling_over_seeds():
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=artist_effect"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = train_config("experiment=artist_effect", hydra=True)
     assert dict(cfg.hydra.sweeper.params) == {
         "data.split.group_by": "track,artist",
         "augment": "none,strong",

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import train_config
 
 from metalcore.core.errors import UserError
 from metalcore.inference.checkpoint import Classifier
@@ -31,7 +30,7 @@ from metalcore.models.augment import (
 )
 from metalcore.models.crnn import CRNN
 from metalcore.models.frontend import MelFrontend
-from metalcore.training.config import CONF, make
+from metalcore.training.config import make
 from metalcore.training.experiment import build
 from metalcore.training.module import GenreClassifier
 
@@ -182,9 +181,7 @@ def test_p_chooses_the_share_of_clips_touched():
 
 
 def strong(seed: int) -> Augment:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["augment=strong", "data.sample_rate=16000", f"seed={seed}"])
-    GlobalHydra.instance().clear()
+    cfg = train_config("augment=strong", "data.sample_rate=16000", f"seed={seed}")
     return make(cfg.augment)
 
 
@@ -207,9 +204,7 @@ def test_the_seed_fixes_the_draws_and_augment_holds_no_weights():
     ],
 )
 def test_augment_configs_build_their_transforms(name: str, waveform: list, spectrogram: list):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"augment={name}"])
-    GlobalHydra.instance().clear()
+    cfg = train_config(f"augment={name}")
     augment = make(cfg.augment)
     assert list(augment.waveform) == waveform and list(augment.spectrogram) == spectrogram
     assert (augment.mixup is not None) == (name == "strong")
@@ -238,11 +233,7 @@ class Spy(Transform):
 def test_only_training_augments_never_evaluation_or_prediction(cache_dir: Path, demo_root: Path, tmp_path: Path):
     from conftest import tiny_overrides
 
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train", overrides=[*tiny_overrides(cache_dir, "~logger", f"paths.output_dir={tmp_path}"), "augment=strong"]
-        )
-    GlobalHydra.instance().clear()
+    cfg = train_config(*tiny_overrides(cache_dir, "~logger", f"paths.output_dir={tmp_path}"), "augment=strong")
     datamodule, module = build(cfg)
     spy = Spy()
     module.augment.waveform["spy"] = spy

@@ -12,15 +12,13 @@ import wave
 import numpy as np
 import pytest
 import torch
-from conftest import run_module, tiny_overrides
-from hydra import compose, initialize_config_dir
+from conftest import run_module, tiny_overrides, train_config
 
 from metalcore.benchmarks.sources import PIECES, cut_pieces
 from metalcore.benchmarks.study import LENGTH, StudyClips, read_wav
 from metalcore.benchmarks.sweeps import ways
 from metalcore.benchmarks.training import STUDY_CLIPS, STUDY_EPOCHS, metalcore_pipeline, study_pipeline
 from metalcore.models.crnn import CRNN
-from metalcore.training.config import CONF
 from metalcore.training.experiment import build
 
 
@@ -83,8 +81,7 @@ def test_both_training_pipelines_report_a_throughput(tmp_path, cache_dir, demo_r
     Asked for more steps than the data has, each rate counts the clips that really trained (8 tracks
     x 6 crops; the study's 60 pieces), not the steps asked for.
     """
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*tiny_overrides(cache_dir), f"paths.output_dir={tmp_path}", "model=study"])
+    cfg = train_config(*tiny_overrides(cache_dir), f"paths.output_dir={tmp_path}", "model=study")
     ours = metalcore_pipeline(lambda: build(cfg), "cpu", "32-true", batches=100)
     pieces = cut_pieces(np.zeros((60 * 4410, 2), np.int16) + 100, tmp_path / "pieces", "t")
     net = CRNN(2, gru_hidden=8, gru_layers=1, bidirectional=False, pooling="last", channels=(4, 8))

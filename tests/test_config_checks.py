@@ -6,8 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import run_module, tiny_overrides
-from hydra import compose, initialize_config_dir
+from conftest import run_module, tiny_overrides, train_config
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,8 +33,7 @@ BAD = {
 
 
 def config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return train_config(*overrides)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,11 @@ import torch
 
 import metalcore.audio.cache as cache_module
 from metalcore.audio.cache import AudioCache
+from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.data.catalogue import artist_from_name, scan
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.data.segments import RandomCrops, SegmentDataset, grid, to_float
+from metalcore.data.segments import RandomCrops, SegmentDataset, grid
 from metalcore.data.split import SPLITS, Split, check_fractions
 
 SR = 16000  # the rate tiny_overrides trains at, so these tests and the trained run share one cache entry

@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 from torchaudio import transforms as T
 
 from metalcore.core.errors import UserError
@@ -30,10 +30,7 @@ SR = 16000
 
 def compose_train(*overrides: str, tmp_path: Path):
     """``conf/train.yaml`` with ``overrides``, outputs and cache pointed at ``tmp_path``."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose(
-            "train", [*overrides, f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
-        )
+    return train_config(*overrides, f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}")
 
 
 def parameters(module: torch.nn.Module) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_config
 
 from metalcore import pretrained
 from metalcore.core.errors import UserError
@@ -223,10 +224,7 @@ def test_reference_recomputed_under_tensorflow_matches_fixture_and_port(musicnn_
 
 
 def _compose(tmp_path: Path, *overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
-        return compose("train", [*overrides, f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    return train_config(*overrides, f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}")
 
 
 def test_features_musicnn_selects_the_frontend_and_refuses_other_settings(tmp_path):

@@ -20,8 +20,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, read_metrics, run_module, tiny_overrides
-from hydra import compose, initialize_config_dir
+from conftest import REPO, read_metrics, run_module, tiny_overrides, train_config
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -61,8 +60,7 @@ class Tiny(L.LightningModule):
 
 def configured_trainer(run_dir: Path, max_epochs: int) -> L.Trainer:
     """A Trainer with the checkpoint callbacks of conf/callbacks/default.yaml, writing into ``run_dir``."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [f"paths.output_dir={run_dir}"])
+    cfg = train_config(f"paths.output_dir={run_dir}")
     callbacks = [instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "last_checkpoint")]
     return L.Trainer(
         max_epochs=max_epochs,

@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 from lightning.pytorch import Trainer
 
 from metalcore.data.datamodule import MusicDataModule
@@ -94,8 +94,7 @@ def test_each_split_serves_only_its_own_tracks(group_by, three_bands, tmp_path):
 @functools.cache
 def network(name: str) -> torch.nn.Module:
     """``model=<name>`` as the training command builds it (64 Mel bands, stereo), in eval mode."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [f"model={name}"])
+    cfg = train_config(f"model={name}")
     torch.manual_seed(0)
     return hydra.utils.instantiate(cfg.model, num_classes=2).eval()
 

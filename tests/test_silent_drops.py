@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_overrides
-from hydra import compose, initialize_config_dir
+from conftest import tiny_overrides, train_config
 
 from metalcore.audio.cache import AudioCache
 from metalcore.audio.decode import DecodeError, decode
@@ -104,11 +103,9 @@ def test_a_fifo_is_refused_instead_of_read_forever(tmp_path):
 def test_max_epochs_0_is_refused_before_anything_is_built(tmp_path):
     from metalcore.training.experiment import run
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [*tiny_overrides(tmp_path / "cache"), f"paths.output_dir={tmp_path / 'run'}", "trainer.max_epochs=0"],
-        )
+    cfg = train_config(
+        *tiny_overrides(tmp_path / "cache"), f"paths.output_dir={tmp_path / 'run'}", "trainer.max_epochs=0"
+    )
     with pytest.raises(UserError, match=r"^trainer.max_epochs=0 trains nothing"):
         run(cfg)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, read_metrics, run_module, tiny_overrides
+from conftest import REPO, read_metrics, run_module, tiny_overrides, train_config
 
 from metalcore.data.segments import Shard
 
@@ -252,13 +252,7 @@ def test_shard_gives_each_evaluation_segment_to_one_rank_and_training_ranks_equa
 # -- every config that sweeps or launches composes -------------------------------------------------
 @pytest.fixture(scope="module")
 def compose():
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import metalcore.train  # noqa: F401  (registers the resolvers the configs use)
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield lambda *overrides: hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+    return lambda *overrides: train_config(*overrides, hydra=True)
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import METRICS, REPO, read_metrics, run_module, tiny_overrides
-from hydra import compose, initialize_config_dir
+from conftest import METRICS, REPO, read_metrics, run_module, tiny_overrides, train_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -99,12 +98,11 @@ SEEDED = [
 @pytest.mark.parametrize("choice", SEEDED)
 def test_seed_on_the_command_line_reaches_the_split_and_the_augmentation(choice, tmp_path):
     """``-m seed=1,2,3`` must give three splits and three sets of draws: no group pins its own seed."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [choice, "seed=7", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    cfg = train_config(choice, "seed=7", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}")
     datamodule = instantiate(cfg.data)
     assert (cfg.data.seed, datamodule.seed) == (7, 7), choice
     assert (cfg.augment.seed, instantiate(cfg.augment).seed) == (7, 7), choice
-    assert cfg.callbacks.run_record.seed == 7  # the bootstrap's draws
+    assert cfg.module.bootstrap_seed == cfg.callbacks.run_record.seed == 7  # the bootstrap's draws, recorded
 
 
 def test_checkpoints_hold_the_best_and_the_last(trained_run):
@@ -248,16 +246,12 @@ def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_p
     overrides, message = CONFIG_ERRORS[name]
     decodes = name in AFTER_DECODING  # these use the shared cache, full since the trained run
     fresh = cache_dir if decodes else tmp_path / "fresh-cache"
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [
-                *tiny_overrides(fresh),
-                f"data.root={demo_root}",
-                f"paths.output_dir={tmp_path / 'run'}",
-                *(o.format(missing=tmp_path / "missing") for o in overrides),
-            ],
-        )
+    cfg = train_config(
+        *tiny_overrides(fresh),
+        f"data.root={demo_root}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        *(o.format(missing=tmp_path / "missing") for o in overrides),
+    )
     with pytest.raises(UserError, match=message) as err:
         build(cfg)
     assert "\n" not in str(err.value)
@@ -275,8 +269,7 @@ def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_
 
 def test_a_misspelt_optimized_metric_is_refused_before_training_with_the_valid_names(tmp_path):
     """A sweeper given None (what a misspelt name returned) optimises nothing and says nothing."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [*tiny_overrides(tmp_path / "fresh"), "optimized_metric=val/track_F1"])
+    cfg = train_config(*tiny_overrides(tmp_path / "fresh"), "optimized_metric=val/track_F1")
     with pytest.raises(
         UserError, match=r"optimized_metric=val/track_F1 is not a metric .*: val/loss, val/acc, .*val/track_f1, "
     ):

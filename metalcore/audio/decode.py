@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from metalcore.audio.integrity import check_clock, check_rate, cut_short, mp4_cut_before_index
+from metalcore.audio.pcm import FULL_SCALE, pcm_to_float
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus"})
 SILENCE_DBFS = -90.0  # a peak below this (one int16 step or less) is digital silence
@@ -189,7 +190,7 @@ def audible(
 
 def require_audible(path: str | os.PathLike, peak: int) -> None:
     """Raise DecodeError when an int16 peak magnitude is below ``SILENCE_DBFS`` (digital silence)."""
-    level = 20.0 * math.log10(peak / 32768.0) if peak > 0 else -math.inf
+    level = 20.0 * math.log10(peak / FULL_SCALE) if peak > 0 else -math.inf
     if level < SILENCE_DBFS:
         raise DecodeError(path, f"silent (peak {level:.1f} dBFS)")
 
@@ -202,7 +203,7 @@ def block_peak(block: np.ndarray) -> int:
 def decode(path: str | os.PathLike, sample_rate: int, channels: int) -> np.ndarray:
     """The whole file as float32 ``[channels, samples]`` in [-1, 1); silent files raise DecodeError."""
     pcm = np.concatenate(list(audible(path, sample_rate, channels)))
-    return np.ascontiguousarray(pcm.T, dtype=np.float32) / np.float32(32768.0)
+    return pcm_to_float(pcm)
 
 
 def read_tags(path: str | os.PathLike) -> dict[str, str]:

@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from metalcore.audio.cache import CachedTrack
+from metalcore.audio.pcm import to_float
 from metalcore.benchmarks.sources import BATCH, RATE
 from metalcore.benchmarks.study import LENGTH, N_FFT, N_MELS, StudyClips, WholeFileClips
-from metalcore.data.segments import RandomCrops, SegmentDataset, to_float
+from metalcore.data.segments import RandomCrops, SegmentDataset
 from metalcore.models.frontend import MelFrontend
 
 PATHS = {

@@ -17,6 +17,7 @@ import torch
 from torchaudio import transforms as T
 
 from metalcore.audio.decode import decode
+from metalcore.audio.pcm import pcm_to_float
 from metalcore.benchmarks.sources import CHANNELS, RATE, SEGMENT_SECONDS
 
 N_FFT, N_MELS = 1024, 64  # the study's front-end; hop n_fft // 2 = 512, torchaudio's default
@@ -27,7 +28,7 @@ def read_wav(path: str) -> np.ndarray:
     """A 16-bit WAV as float32 ``[channels, samples]`` in [-1, 1)."""
     with wave.open(path, "rb") as f:
         pcm = np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).reshape(-1, f.getnchannels())
-    return pcm.T.astype(np.float32) / np.float32(32768.0)
+    return pcm_to_float(pcm)
 
 
 class StudyMel(torch.nn.Module):

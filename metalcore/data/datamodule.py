@@ -21,13 +21,14 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_skipped
+from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.core.files import make_folder, write_csv
 from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
-from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, check_windows_fit, grid, to_float
+from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, check_windows_fit, grid
 from metalcore.data.split import SPLITS, Split, artist_key, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
 

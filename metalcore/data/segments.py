@@ -126,18 +126,10 @@ class Shard(DistributedSampler):
         return iter(keys[self.rank :: self.num_replicas])
 
 
-def to_float(audio: torch.Tensor) -> torch.Tensor:
-    """int16 samples (as the cache stores them and batches carry them) -> float32 in [-1, 1); float passes through.
-
-    Batches stay int16 until they reach the training device: half the bytes of float32 to copy.
-    """
-    return audio.float().mul_(1.0 / 32768.0) if audio.dtype == torch.int16 else audio
-
-
 class SegmentDataset(Dataset):
     """Reads a window of a cached track: key ``(track, start)`` -> ``(audio [C, length] int16, label, track)``.
 
-    The samples stay int16 (``to_float`` on the device makes them float). Only paths and sizes are
+    The samples stay int16 (``metalcore.audio.pcm.to_float`` on the device makes them float). Only paths and sizes are
     pickled into workers; each worker opens the memory maps it touches.
     """
 

@@ -21,6 +21,7 @@ import torchaudio.functional as AF
 
 from metalcore.audio.decode import decode
 from metalcore.audio.encode import write_audio
+from metalcore.audio.pcm import float_to_pcm, pcm_to_float
 from metalcore.core.errors import UserError
 
 Perturbation = Callable[[torch.Tensor, int], torch.Tensor]
@@ -112,8 +113,6 @@ def on_pcm(perturbation: Perturbation, sample_rate: int) -> Callable[[np.ndarray
     """The perturbation as the whole-track transform inference takes: int16 ``(frames, channels)`` both ways."""
 
     def transform(pcm: np.ndarray) -> np.ndarray:
-        audio = torch.from_numpy(pcm.T.astype(np.float32) / 32768.0)
-        out = perturbation(audio, sample_rate).clamp(-1.0, 32767 / 32768)
-        return np.ascontiguousarray((out.numpy() * 32768.0).round().astype(np.int16).T)
+        return float_to_pcm(perturbation(torch.from_numpy(pcm_to_float(pcm)), sample_rate).numpy())
 
     return transform

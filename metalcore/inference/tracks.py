@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible
+from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.data.catalogue import walk
 from metalcore.inference.checkpoint import Classifier
@@ -109,7 +110,7 @@ def predict_track(
     frames = 0
 
     def run(n: int) -> None:
-        audio = batch[:n].to(device, non_blocking=True).float().mul_(1.0 / 32768.0)
+        audio = to_float(batch[:n].to(device, non_blocking=True))
         with autocast:
             probs.append(classifier(audio).cpu())
 
