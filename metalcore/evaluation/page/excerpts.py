@@ -17,6 +17,7 @@ import numpy as np
 
 from metalcore.audio.decode import stream
 from metalcore.audio.encode import write_audio
+from metalcore.audio.pcm import pcm_to_float
 
 BIT_RATE = 24_000  # bits per second of the Opus excerpts
 # a constrained variable rate keeps each file's size predictable (about 4.5 % over the nominal rate
@@ -62,5 +63,5 @@ def decode_span(path: Path, sample_rate: int, channels: int, part: Span) -> np.n
 
 def write_excerpt(path: Path, audio: np.ndarray, sample_rate: int, bit_rate: int = BIT_RATE) -> Path:
     """Encode int16 ``(frames, channels)`` down-mixed to mono as Opus at ``bit_rate``."""
-    mono = audio.astype(np.float32).mean(1, keepdims=True).T / 32768.0
+    mono = pcm_to_float(audio).mean(0, keepdims=True)
     return write_audio(path, mono, sample_rate, bit_rate=bit_rate, options=OPUS_OPTIONS)

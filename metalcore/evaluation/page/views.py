@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metalcore.audio.pcm import pcm_to_float
 from metalcore.evaluation.occlusion import Occlusion, occlusion
 from metalcore.evaluation.page.excerpts import Span, decode_span, span, write_excerpt
 from metalcore.inference.checkpoint import Classifier
@@ -94,6 +95,6 @@ def window_audio(audio: np.ndarray, part: Span, start: float, classifier: Classi
     """The scored window ``(channels, samples)`` float, cut from the excerpt; zero-padded as prediction pads."""
     first = round((start - part.start) * classifier.sample_rate)
     piece = audio[first : first + classifier.segment_samples]
-    window = np.zeros((classifier.segment_samples, audio.shape[1]), dtype=np.float32)
-    window[: len(piece)] = piece / 32768.0
-    return torch.from_numpy(window.T.copy())
+    window = np.zeros((audio.shape[1], classifier.segment_samples), dtype=np.float32)
+    window[:, : len(piece)] = pcm_to_float(piece)
+    return torch.from_numpy(window)
