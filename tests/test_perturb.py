@@ -110,3 +110,13 @@ def test_perturbations_are_chosen_by_name():
     assert chosen("mono, gain_-12db") == ["mono", "gain_-12db"]
     with pytest.raises(UserError, match="reverb"):
         chosen("mono,reverb")
+
+
+@pytest.mark.parametrize("samples", [1, 500, 1023])
+@pytest.mark.parametrize("name", ["pitch_+1", "stretch_0.9", "stretch_1.1"])
+def test_the_stft_perturbations_take_a_track_shorter_than_their_window(name, samples):
+    """A track under 1024 samples stopped ``evaluate --perturb`` after the clean scores, losing them."""
+    audio = torch.from_numpy(np.random.default_rng(0).uniform(-0.1, 0.1, (2, samples)).astype(np.float32))
+    out = PERTURBATIONS[name](audio, 16000)
+    rate = float(name.split("_")[1]) if name.startswith("stretch") else 1.0
+    assert out.shape == (2, round(samples / rate)) and torch.isfinite(out).all()

@@ -67,13 +67,20 @@ def pitch(audio: torch.Tensor, sample_rate: int, semitones: int) -> torch.Tensor
 
 
 def stretch(audio: torch.Tensor, sample_rate: int, rate: float) -> torch.Tensor:
-    """Played ``rate`` times as fast at the same pitch (phase vocoder on a 2048-point STFT)."""
+    """Played ``rate`` times as fast at the same pitch (phase vocoder on a 2048-point STFT).
+
+    Audio shorter than the window is padded with silence first (the STFT's reflection needs half a
+    window) and the result cut back to its stretched length.
+    """
     n_fft, hop = 2048, 512
+    length = audio.shape[-1]
+    padded = torch.nn.functional.pad(audio, (0, max(0, n_fft - length)))
     window = torch.hann_window(n_fft)
-    spec = torch.stft(audio, n_fft, hop, window=window, return_complex=True)
+    spec = torch.stft(padded, n_fft, hop, window=window, return_complex=True)
     advance = torch.linspace(0, torch.pi * hop, spec.shape[-2])[..., None]
     stretched = AF.phase_vocoder(spec, rate, advance)
-    return torch.istft(stretched, n_fft, hop, window=window, length=round(audio.shape[-1] / rate))
+    out = torch.istft(stretched, n_fft, hop, window=window, length=round(padded.shape[-1] / rate))
+    return out[..., : round(length / rate)]
 
 
 def mono(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
