@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = [*predict_files(classifier, files, args.hop, args.batch_size), *empty]
     records = [track_record(o, classifier.classes, args.segments) for o in outcomes]
     print_table(records, classifier.classes)
+    for outcome in outcomes:
+        if outcome.prediction and outcome.prediction.duration < classifier.segment_seconds:
+            print(
+                f"note: {outcome.path} is shorter than a segment ({outcome.prediction.duration:.3f} s of "
+                f"{classifier.segment_seconds:g} s): padded with silence to one segment",
+                file=sys.stderr,
+            )
     if args.output is not None:
         written = write_output(args.output, records, classifier, args.hop)
         print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)

@@ -327,3 +327,11 @@ def test_an_hour_streams_in_bounded_memory():
     tracemalloc.stop()
     assert count == int(np.ceil(3600 / 5.5))
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_track_shorter_than_a_segment_gets_a_note(tmp_path, checkpoint, capsys):
+    """A 1-sample file was labelled ``hardcore 1.000`` with no word about the silence around it."""
+    short = write_audio(tmp_path / "Band - Blip.wav", np.full((2, 1), 0.5, dtype=np.float32), 16000)
+    assert predict.main([str(checkpoint), str(short)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {short} is shorter than a segment (0.000 s of 2 s): padded with silence to one segment" in err
