@@ -8,6 +8,8 @@ machine cannot produce on demand (a read-only mount, a full disk) are injected.
 from __future__ import annotations
 
 import errno
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,32 @@ def test_prepare_checks_the_command_line_before_hydra_reads_it():
     result = run_module("metalcore.prepare", "hydra.run.dir=/proc/x/run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: hydra.run.dir=/proc/x/run: cannot write in /proc")
+
+
+@pytest.mark.parametrize("why", ["Ctrl-C", "SIGTERM"])
+def test_a_stopped_cache_build_says_what_it_kept_in_one_line(tmp_path, monkeypatch, capsys, why):
+    """Ctrl-C in prepare printed a 40-line traceback, SIGTERM only multiprocessing's semaphore warning."""
+    from metalcore.core.errors import command, interruptible
+
+    rng = np.random.default_rng(0)
+    sources = [write_audio(tmp_path / f"{i}.flac", render_track("metal", rng, 1.0, 16000), 16000) for i in range(3)]
+    real = cache_module._build_one
+    calls = []
+
+    def stops_on_the_second(args):
+        calls.append(args)
+        if len(calls) == 2 and why == "Ctrl-C":
+            raise KeyboardInterrupt
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here, where the work is
+        return real(args)
+
+    monkeypatch.setattr(cache_module, "_build_one", stops_on_the_second)
+    cache = AudioCache(tmp_path / "cache", 16000, 2)
+    with pytest.raises(SystemExit) as exit_, command(), interruptible():
+        cache.build(sources, workers=1)
+    assert exit_.value.code == (130 if why == "Ctrl-C" else 143)
+    assert capsys.readouterr().err.splitlines() == [
+        f"stopped ({why}): the 1 tracks cached so far are kept in {cache.folder}; run again to decode the 2 left"
+    ]
+    assert cache.lookup(sources[0]) is not None and not list(cache.folder.glob("*.tmp"))

@@ -36,7 +36,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from metalcore.audio.decode import DecodeError, audible, read_tags, require_regular
-from metalcore.core.errors import UserError
+from metalcore.core.errors import Interrupted, UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
@@ -281,9 +281,16 @@ class AudioCache:
 
 
 def _stopping_when_full(outcomes: Iterator, cache: AudioCache, pending: list[Path], found: dict) -> Iterator:
-    """``outcomes``, until one hits a full disk: then one line with what was kept and what is needed."""
+    """``outcomes``, until one hits a full disk or the build is stopped (Ctrl-C, SIGTERM): then one line
+    with what was kept and what is left."""
     try:
         yield from outcomes
+    except (KeyboardInterrupt, Interrupted) as stop:
+        left = len([s for s in pending if s not in found])
+        raise Interrupted.of(
+            stop,
+            f"the {len(found)} tracks cached so far are kept in {cache.folder}; run again to decode the {left} left",
+        ) from None
     except DiskFull as err:
         missing = [s for s in pending if s not in found]
         needed = sum(decoded_bytes(s, cache.sample_rate, cache.channels) for s in missing)
@@ -312,6 +319,7 @@ def exit_with_parent(parent: int) -> None:
     delivers SIGKILL to the worker when its parent exits (``PR_SET_PDEATHSIG``); elsewhere a daemon
     thread checks the parent every second.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the build says it once
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0

@@ -10,6 +10,7 @@ single line and exit status 2, the status argparse gives its own usage errors.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,42 @@ class Terminated(Exception):
     """Training stopped by SIGTERM after saving where to resume; the command exits with status 143."""
 
 
+INTERRUPT_STATUS = 130  # 128 + SIGINT: what a shell reports for Ctrl-C
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM outside training, raised where the work was so that it can say what it kept.
+
+    A BaseException, as KeyboardInterrupt is: ``except Exception`` in library code lets it pass.
+    """
+
+    def __init__(self, why: str, status: int, kept: str = "") -> None:
+        super().__init__(why)
+        self.why, self.status, self.kept = why, status, kept
+
+    @classmethod
+    def of(cls, stop: BaseException, kept: str) -> Interrupted:
+        """``stop`` (a KeyboardInterrupt or an Interrupted) with what was kept."""
+        if isinstance(stop, Interrupted):
+            return cls(stop.why, stop.status, kept)
+        return cls("Ctrl-C", INTERRUPT_STATUS, kept)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Within the block SIGTERM raises ``Interrupted`` (status 143) where the work is, as Ctrl-C raises
+    KeyboardInterrupt, instead of ending the process without a word."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Interrupted("SIGTERM", SIGTERM_STATUS)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def command(log: logging.Logger | None = None, sweep: bool = False) -> Iterator[None]:
     """Run a command's body (``with command():`` or ``@command()``) so that it fails in one line.
@@ -40,6 +77,14 @@ def command(log: logging.Logger | None = None, sweep: bool = False) -> Iterator[
         yield
     except Terminated:
         raise SystemExit(SIGTERM_STATUS) from None
+    except (Interrupted, KeyboardInterrupt) as stop:
+        stop = stop if isinstance(stop, Interrupted) else Interrupted.of(stop, "")
+        line = f"stopped ({stop.why}){f': {stop.kept}' if stop.kept else ''}"
+        if log is None:
+            print(line, file=sys.stderr)
+        else:
+            log.warning("%s", line)
+        raise SystemExit(stop.status) from None
     except UserError as err:
         if log is None:
             print(f"error: {err}", file=sys.stderr)
