@@ -103,3 +103,24 @@ def test_one_label_each_keeps_catalogue_order(copies):
     tracks = [Track(Path(f"/m/{i}"), "metal", "a") for i in range(copies)] + [Track(Path("/m/x"), "metal", "b")]
     kept, left_out = one_label_each(tracks, lambda t: "same" if t.artist == "a" else t.path)
     assert kept == [tracks[0], tracks[-1]] and len(left_out) == copies - 1
+
+
+def test_skipped_files_are_logged_once_under_ddp(tmp_path, caplog, monkeypatch):
+    """The parent, rank 0 and rank 1 each logged every skipped file (three times on the console)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    root = tmp_path / "lib"
+    library(root)
+    (root / "metal" / "Broken - Song.flac").write_text("not audio")
+
+    def skipped_lines(announce: bool, rank: int) -> int:
+        caplog.clear()
+        monkeypatch.setattr(rank_zero_only, "rank", rank)
+        dm = datamodule(root, tmp_path)
+        dm.announce = announce
+        dm.prepare_data()
+        return sum("skipped " in r.getMessage() and "Broken - Song.flac" in r.getMessage() for r in caplog.records)
+
+    assert skipped_lines(announce=True, rank=0) == 1  # the process that reports
+    assert skipped_lines(announce=True, rank=1) == 0  # another rank (torchrun, srun)
+    assert skipped_lines(announce=False, rank=0) == 0  # rank 0 started by metalcore, after its parent reported

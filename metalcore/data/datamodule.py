@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_skipped
@@ -113,6 +114,7 @@ class MusicDataModule(LightningDataModule):
         self.output_dir = Path(output_dir) if output_dir else None
         self.classes: list[str] = []
         self.summary: PrepareSummary | None = None
+        self.announce = True  # log skipped files and the headline in prepare_data
         self._library: Library | None = None
         self._splits: np.ndarray | None = None
         self.datasets: dict[str, SegmentDataset] = {}
@@ -123,10 +125,14 @@ class MusicDataModule(LightningDataModule):
         """``prepare``, logging one line per skipped file and the summary's headline.
 
         Lightning calls this before fit and again before test; the second call has nothing to do.
+        Under DDP only global rank 0 logs, and nothing when ``announce`` is off (the process that
+        started the ranks prepared the data and logged it already).
         """
         if self.summary is not None:
             return
         summary = self.prepare()
+        if not self.announce or rank_zero_only.rank != 0:  # said once, by the process that reports
+            return
         for source, reason in summary.skipped:
             log.warning("skipped %s: %s", source, reason)
         log.info("%s", summary.headline())

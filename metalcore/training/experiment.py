@@ -38,9 +38,13 @@ from metalcore.uncertainty.calibration import store_temperature
 log = logging.getLogger("metalcore.train")
 
 
-def build(cfg: DictConfig) -> tuple[MusicDataModule, GenreClassifier]:
-    """The DataModule (with its cache prepared) and the LightningModule, checked against each other."""
+def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule, GenreClassifier]:
+    """The DataModule (with its cache prepared) and the LightningModule, checked against each other.
+
+    ``announce=False``: the data's skipped files and headline are not logged (already said).
+    """
     datamodule: MusicDataModule = make(cfg.data)
+    datamodule.announce = announce
     frontend = make(cfg.features)
     frontend.check_segment(datamodule.segment_samples)
     datamodule.prepare_data()  # after the config checks: an impossible setting must not wait for a decode
@@ -97,17 +101,18 @@ def resume(cfg: DictConfig) -> tuple[Path, int] | None:
     )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, prepared: bool = False) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; returns the scores a sweeper reads.
 
     Files (metrics.json, config.yaml, figures) are written by the callbacks in ``conf/callbacks/``.
+    ``prepared``: a DDP rank started by ``run``, whose process prepared the data and logged its skipped files.
     """
     check_seed(cfg.seed)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):  # this job's share of the cores when a sweep runs several at once
         torch.set_num_threads(cfg.threads)
     start = resume(cfg)
-    datamodule, module = build(cfg)
+    datamodule, module = build(cfg, announce=not prepared)
     logger = make(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = make(cfg.trainer, callbacks=make_callbacks(cfg, bool(logger)), logger=logger)
 
@@ -151,7 +156,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     job_logging = HydraConfig.get().job_logging
     logging_config = OmegaConf.to_container(job_logging, resolve=True) if job_logging else None
     log.info("starting %d processes for %s", processes, strategy_name(cfg.trainer.strategy))
-    spawn(train, (resolved,), processes, logging_config)
+    spawn(train, (resolved, True), processes, logging_config)  # prepared and reported here, once
     return json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
 
 
