@@ -17,8 +17,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from metalcore.core.errors import UserError
 from metalcore.core.memory import most_that_fit
 
-# bytes of memory per window while a split's windows are laid out (measured with tracemalloc: about
-# 180 for the grid of validation windows, 113 for an epoch of training crops)
+# bytes of memory per window while a split's windows are laid out: an upper bound over what
+# tracemalloc shows for the grid of validation windows and for an epoch of training crops
 WINDOW_BYTES = 200
 
 

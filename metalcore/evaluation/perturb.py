@@ -56,7 +56,7 @@ def pitch(audio: torch.Tensor, sample_rate: int, semitones: int) -> torch.Tensor
     """Shifted by ``semitones`` (+-1) at the same tempo: stretched by the semitone's ratio, then resampled.
 
     The ratio is taken as 89/84 (2 ** (1/12) to within 0.1 cent): ``torchaudio.functional.pitch_shift``
-    resamples by a ratio of large integers and took 25 s for 2 s of stereo audio here.
+    resamples by a ratio of large integers, which takes far longer than the audio lasts.
     """
     if abs(semitones) != 1:
         raise ValueError("pitch shifts of one semitone only")

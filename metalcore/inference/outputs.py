@@ -48,7 +48,7 @@ def track_record(outcome: Outcome, classes: list[str], timeline: bool) -> dict:
     return record
 
 
-def write_csv(path: Path, records: list[dict], classes: list[str]) -> list[Path]:
+def write_table(path: Path, records: list[dict], classes: list[str]) -> list[Path]:
     """Tracks to ``path``; with timelines, their segments to ``<stem>.segments.csv`` beside it."""
     probs = [f"p_{c}" for c in classes]
     rows = [
@@ -113,7 +113,7 @@ def print_table(records: list[dict], classes: list[str], out: TextIO | None = No
 def write_output(path: Path, records: list[dict], classifier: Classifier, hop: float | None) -> list[Path]:
     """The table as JSON (timelines nested in each track) or CSV (timelines beside it); the files written."""
     if path.suffix.lower() == ".csv":
-        return write_csv(path, records, classifier.classes)
+        return write_table(path, records, classifier.classes)
     report = {
         "checkpoint": str(classifier.checkpoint),
         "classes": classifier.classes,

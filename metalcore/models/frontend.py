@@ -8,8 +8,6 @@ bf16 FFTs are unsupported on CUDA); the network after it may run in mixed precis
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -18,30 +16,12 @@ from torchaudio import transforms as T
 from metalcore.core.errors import UserError
 
 
-@contextmanager
-def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """The front-end's small per-clip FFTs and elementwise steps on one CPU thread.
-
-    Threads that meet at a barrier after every small operation stall whenever the cores are shared
-    (by DataLoader workers, or by other jobs): on a busy 2-core VM the front-end took 2-3x as long
-    on two threads as on one (``python -m metalcore.bench`` times it against the study's call).
-    """
-    if device.type != "cpu" or torch.jit.is_tracing():
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class PowerSpectrogram(nn.Module):
     """``(..., samples)`` -> centred STFT power ``(..., n_fft // 2 + 1, frames)`` (Hann window, reflect padding).
 
     torchaudio's ``Spectrogram(power=2)`` values, taken as re² + im² of the complex STFT instead of
-    ``abs() ** 2``: no square root, so 1.6x faster per clip on a CPU. Its ``window`` buffer keeps
+    ``abs() ** 2``: no square root, so faster per clip on a CPU (``python -m metalcore.bench``'s
+    front-end table). Its ``window`` buffer keeps
     torchaudio's name, so checkpoints read either way.
     """
 
@@ -148,6 +128,6 @@ class MelFrontend(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio``: ``(batch, channels, samples)`` float -> ``(batch, channels, n_mels, frames)``."""
-        with torch.autocast(device_type=audio.device.type, enabled=False), one_thread_on_cpu(audio.device):
+        with torch.autocast(device_type=audio.device.type, enabled=False):
             spec = self.to_db(self.power_mel(audio.float()))  # (B, C, M, F)
             return self.norm(spec.transpose(1, 2)).transpose(1, 2)  # standardise each Mel band

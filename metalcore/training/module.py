@@ -104,8 +104,8 @@ class GenreClassifier(LightningModule):
             part.compile(mode=self.compile_mode)
 
     def classify(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(batch, channels, n_mels, frames)`` -> logits; ``channels_last`` convolutions: a training
-        step of the study's network took 0.31 s instead of 0.385 s on a 2-core CPU, same weights and outputs."""
+        """``(batch, channels, n_mels, frames)`` -> logits; ``channels_last`` convolutions give the same
+        weights and outputs in faster steps on the CPUs timed (``python -m metalcore.bench --train``)."""
         return self.net(spec.contiguous(memory_format=torch.channels_last) if self.channels_last else spec)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:

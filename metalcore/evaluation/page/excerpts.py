@@ -20,8 +20,8 @@ from metalcore.audio.encode import write_audio
 from metalcore.audio.pcm import pcm_to_float
 
 BIT_RATE = 24_000  # bits per second of the Opus excerpts
-# a constrained variable rate keeps each file's size predictable (about 4.5 % over the nominal rate
-# with Ogg's pages, measured on the demo's music); a low encoder complexity halves the encoding time
+# a constrained variable rate keeps each file's size predictable (a little over the nominal rate with
+# Ogg's pages: CONTAINER_OVERHEAD); a low encoder complexity shortens the encoding
 OPUS_OPTIONS = {"vbr": "constrained", "compression_level": "3"}
 AUDIO_BUDGET = 40_000_000  # bytes of audio on one page; the rest of 50 MB is left to the page itself
 CONTAINER_OVERHEAD = 1.1  # bytes written over the nominal rate, with a margin

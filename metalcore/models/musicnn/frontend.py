@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from metalcore.core.errors import UserError
-from metalcore.models.frontend import PowerSpectrogram, one_thread_on_cpu
+from metalcore.models.frontend import PowerSpectrogram
 
 SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS = 16000, 512, 256, 96  # musicnn/configuration.py
 PATCH_FRAMES = 187  # the 3 s patches the models were trained on: librosa.time_to_frames(3) + 1
@@ -107,6 +107,6 @@ class MusicnnFrontend(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio``: ``(batch, channels, samples)`` -> float32 ``(batch, 1, 96, frames)``, values in [0, 8.82]."""
-        with torch.autocast(device_type=audio.device.type, enabled=False), one_thread_on_cpu(audio.device):
+        with torch.autocast(device_type=audio.device.type, enabled=False):
             power = self.power_mel(audio).clamp(max=_FLOAT16_MAX).half().float()  # rounded as the original
             return torch.log10(10000 * power + 1)
