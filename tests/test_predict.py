@@ -22,8 +22,8 @@ from hydra.utils import instantiate
 from metalcore import predict
 from metalcore.audio.decode import decode, stream
 from metalcore.audio.encode import SUFFIXES, write_audio
+from metalcore.audio.pcm import to_float
 from metalcore.data.demo import render_track
-from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.inference.tracks import predict_track, windows
 from metalcore.training.module import GenreClassifier
