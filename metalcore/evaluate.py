@@ -10,6 +10,8 @@ prediction and confidence, the worst mistakes first; every score has a 95 % inte
 over tracks), and ``reliability.png`` shows calibration before and after the checkpoint's
 temperature. ``--perturb`` scores the tracks again under perturbations (``robustness.csv``,
 ``robustness.png``); ``--embeddings`` writes each track's features for TensorBoard's projector.
+Everything lands on one page too, ``report.html``, with each track's timeline, audio (small Opus
+files in ``audio/``), its most confidently wrong window and an occlusion map (``--occlusion``).
 """
 
 from __future__ import annotations
