@@ -32,13 +32,9 @@ BAD = {
 }
 
 
-def config(*overrides: str) -> DictConfig:
-    return train_config(*overrides)
-
-
 @pytest.fixture(scope="module")
 def default() -> DictConfig:
-    return config()
+    return train_config()
 
 
 @pytest.mark.parametrize("override", BAD)
@@ -52,11 +48,11 @@ def test_a_value_a_run_cannot_use_is_one_line_with_the_valid_range(default, over
 
 @pytest.mark.parametrize("experiment", [None, *sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))])
 def test_the_default_config_and_every_experiment_pass(experiment):
-    check_config(config(*([f"experiment={experiment}"] if experiment else [])))
+    check_config(train_config(*([f"experiment={experiment}"] if experiment else [])))
 
 
 def test_a_monitor_given_with_its_direction_passes():
-    check_config(config("callbacks.model_checkpoint.monitor=val/track_f1", "callbacks.model_checkpoint.mode=max"))
+    check_config(train_config("callbacks.model_checkpoint.monitor=val/track_f1", "callbacks.model_checkpoint.mode=max"))
 
 
 def test_train_refuses_before_any_work(tmp_path):
