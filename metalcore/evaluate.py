@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     names = chosen(args.perturb) if args.perturb else []
     started, cpu = time.perf_counter(), time.process_time()
-    metrics, outcomes = evaluate(
+    metrics, scored = evaluate(
         classifier, tracks, output_dir, args.hop, args.batch_size, source, embeddings=name if args.embeddings else None
     )
     counts = metrics["counts"]
@@ -121,12 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {output_dir}/robustness.csv, robustness.png")
     evaluated, evaluated_cpu = time.perf_counter() - started, time.process_time() - cpu
     page = write_page(
-        output_dir,
-        classifier,
+        scored,
         metrics,
-        outcomes,
-        [label for _, label in tracks],
-        run_folder(args.checkpoint),
+        output_dir,
         args.data_root,
         robustness=rows,
         embeddings=args.embeddings,

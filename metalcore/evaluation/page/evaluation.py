@@ -20,9 +20,9 @@ from metalcore.evaluation.page.excerpts import AUDIO_BUDGET, seconds_per_track
 from metalcore.evaluation.page.markup import PAGE, asset, facts, image, page, section, table
 from metalcore.evaluation.page.provenance import artists_and_albums, provenance
 from metalcore.evaluation.page.views import track_view
+from metalcore.evaluation.score import Scored
+from metalcore.evaluation.tracks import run_folder
 from metalcore.evaluation.write import track_rows
-from metalcore.inference.checkpoint import Classifier
-from metalcore.inference.tracks import Outcome
 from metalcore.uncertainty.bootstrap import formatted
 
 AUDIO = "audio"
@@ -33,12 +33,9 @@ SCORES = (("acc", "accuracy"), ("f1", "F1 (macro)"), ("auroc", "ROC-AUC"), ("pr_
 
 
 def write_page(
-    output_dir: Path,
-    classifier: Classifier,
+    scored: Scored,
     metrics: dict,
-    outcomes: list[Outcome],
-    truth: list[str],
-    run: Path,
+    output_dir: Path,
     data_root: Path | None = None,
     robustness: list[dict] | None = None,
     embeddings: bool = False,
@@ -47,15 +44,17 @@ def write_page(
 ) -> Path:
     """Write ``report.html`` and its ``audio/`` folder into ``output_dir``; return the page's path.
 
-    ``outcomes`` and ``truth`` are evaluate's, track by track; ``robustness`` its ``--perturb``
-    rows. Each track gets an equal share of ``audio_budget`` bytes of audio; the first ``occluded``
-    tracks of the table get an occlusion map (default: ``maps_within_budget``).
+    ``scored`` is what evaluate's scoring found, ``metrics`` metrics.json's content (calibration
+    included), ``data_root`` the folder scored instead of the run's test split, ``robustness`` the
+    ``--perturb`` rows. Each track gets an equal share of ``audio_budget`` bytes of audio; the first
+    ``occluded`` tracks of the table get an occlusion map (default: ``maps_within_budget``).
     """
     if occluded is None:
         occluded = maps_within_budget(metrics["counts"]["clips"])
+    classifier, run = scored.classifier, run_folder(scored.classifier.checkpoint)
     classes = classifier.classes
-    rows = track_rows(outcomes, truth, classes)  # tracks.csv's order: wrong first
-    found = {str(o.path): o for o in outcomes}
+    rows = track_rows(scored.outcomes, [label for _, label in scored.tracks], classes)  # tracks.csv's order
+    found = {str(o.path): o for o in scored.outcomes}
     predicted = [r for r in rows if r["error"] == ""]
     seconds = seconds_per_track(len(predicted), audio_budget)
     audio_dir = output_dir / AUDIO
