@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import Browser, find_chromium
-from conftest import read_metrics
+from conftest import REPO, read_metrics
 from test_report import make_job, write_multirun
 
 from metalcore import evaluate
@@ -25,6 +25,7 @@ from metalcore.evaluation.occlusion import GRID
 from metalcore.evaluation.page import excerpts, markup
 from metalcore.evaluation.page.evaluation import render
 from metalcore.evaluation.page.views import mel_image
+from metalcore.evaluation.robustness import row as robustness_row
 from metalcore.report import main as report_command
 
 MB = 1_000_000
@@ -125,9 +126,9 @@ def test_the_page_references_nothing_outside_the_file_system(evaluated: Path):
     assert not re.search(r"url\((?!data:)", text)
 
 
-def test_a_200_track_page_stays_under_50_mb():
-    """Four-minute tracks at the study's settings (5.5 s windows, 44.1 kHz, hop 512, 128 Mel bands here),
-    every one with an occlusion map: the HTML and the audio its budget allows."""
+def four_minute_tracks(tracks: int, output_dir: Path, **options) -> str:
+    """The page of ``tracks`` four-minute tracks at the study's settings (5.5 s windows, 44.1 kHz, hop
+    512; 128 Mel bands here), every one wrong and with an occlusion map."""
     rng = np.random.default_rng(0)
     windows, frames = 44, 474
     image, shape = mel_image(rng.normal(size=(128, frames)))
@@ -142,29 +143,53 @@ def test_a_200_track_page_stays_under_50_mb():
                        "bands": list(range(0, 129, 16)),
                        "frames": np.round(np.linspace(0, 1, GRID[1] + 1), 4).tolist()},
         }
-        for i in range(200)
+        for i in range(tracks)
     ]  # fmt: skip
     rows = [
         {"path": f"/music/metal/Artist {i} - Title {i}.flac", "true": "metal", "predicted": "hardcore",
          "confidence": 0.9, "p_true": 0.1, "correct": False, "duration_s": 240.0, "error": ""}
-        for i in range(200)
+        for i in range(tracks)
     ]  # fmt: skip
     metrics = {
         "checkpoint": "epoch009.ckpt", "data": "test split", "classes": ["hardcore", "metal"], "segment_seconds": 5.5,
-        "counts": {"tracks": 200, "clips": 8800, "failed": 0}, "bootstrap": {"resamples": 1000},
+        "counts": {"tracks": tracks, "clips": 44 * tracks, "failed": 0}, "bootstrap": {"resamples": 1000},
         "calibration": {"temperature": 1.2, "track_ece": {"before": 0.1, "after": 0.05},
                         "clip_ece": {"before": 0.1, "after": 0.05}},
-        **{level: {"acc": 0.5, "acc_ci95": [0.4, 0.6], "confusion": [[0, 0], [200, 0]]} for level in ("track", "clip")},
+        **{level: {"acc": 0.5, "acc_ci95": [0.4, 0.6], "f1": 0.5, "f1_ci95": [0.4, 0.6],
+                   "confusion": [[0, 0], [tracks, 0]]} for level in ("track", "clip")},
     }  # fmt: skip
     origin = {"written": "now", "split_counts": {}, "environment": {}, "config": "", "config_file": "", "seed": 0,
               **{k: "" for k in ("checkpoint", "run", "data", "split_file", "device")}, "evaluated_in": {},
               "segment_seconds": 5.5, "hop_seconds": 5.5, "sample_rate": 44100, "channels": 2,
               "temperature": 1.2}  # fmt: skip
-    html = render(metrics, rows, views, {}, origin, Path("/nonexistent"), occluded=200)
+    return render(metrics, rows, views, {}, origin, output_dir, occluded=tracks, **options)
+
+
+def test_a_200_track_page_stays_under_50_mb():
+    """The HTML of 200 four-minute tracks and the audio its budget allows."""
+    html = four_minute_tracks(200, Path("/nonexistent"))
     seconds = excerpts.seconds_per_track(200)
     audio = 200 * seconds * excerpts.BIT_RATE / 8 * excerpts.CONTAINER_OVERHEAD
     assert seconds >= 55  # about a minute of each track
     assert len(html.encode()) + audio < 50 * MB, (len(html.encode()) / MB, audio / MB)
+
+
+def test_perturbations_and_embeddings_get_their_sections(tmp_path: Path):
+    clean = {
+        level: {"acc": 0.9, "acc_ci95": [0.8, 1.0], "f1": 0.9, "f1_ci95": [0.8, 1.0]} for level in ("track", "clip")
+    }
+    noisy = {
+        level: {"acc": 0.7, "acc_ci95": [0.5, 0.85], "f1": 0.6, "f1_ci95": [0.4, 0.8]} for level in ("track", "clip")
+    }
+    rows = [robustness_row("clean", clean, clean, 3), robustness_row("noise_20db", noisy, clean, 3)]
+    shutil.copy(REPO / "docs" / "evaluation-page.png", tmp_path / "robustness.png")
+    text = four_minute_tracks(3, tmp_path, robustness=rows, embeddings=True)
+    page = Parsed(text)
+    assert page.sections == ["scores", "tracks", "robustness", "embeddings", "provenance"]
+    assert "<td>noise_20db</td>" in text and "0.7000 [0.5000, 0.8500]" in text and "+0.200" in text
+    assert ("a", {"href": "embeddings/"}) in page.tags and "tensorboard --logdir" in text
+    assert any(tag == "img" and attrs["src"].startswith("data:image/png;base64,") for tag, attrs in page.tags)
+    assert Parsed(four_minute_tracks(3, tmp_path)).sections == ["scores", "tracks", "provenance"]
 
 
 def test_excerpts_keep_to_the_rate_the_budget_assumes(demo_root: Path, tmp_path: Path):
