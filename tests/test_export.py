@@ -90,5 +90,7 @@ def test_export_writes_beside_the_checkpoint_by_default(checkpoint, tmp_path, ca
     copy.write_bytes(checkpoint.read_bytes())
     assert export.main([str(copy)]) == 0
     assert (tmp_path / "best.onnx").is_file()
-    assert export.main([str(tmp_path / "missing.ckpt")]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        export.main([str(tmp_path / "missing.ckpt")])
+    assert stopped.value.code == 2
     assert "checkpoint not found" in capsys.readouterr().err
