@@ -274,3 +274,15 @@ def test_a_stopped_cache_build_says_what_it_kept_in_one_line(tmp_path, monkeypat
         f"stopped ({why}): the 1 tracks cached so far are kept in {cache.folder}; run again to decode the 2 left"
     ]
     assert cache.lookup(sources[0]) is not None and not list(cache.folder.glob("*.tmp"))
+
+
+def test_ctrl_c_in_predict_is_one_line_and_status_130(capsys, monkeypatch, paths):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "classifier_from_args", lambda args: None)
+    monkeypatch.setattr(predict, "find_tracks", lambda paths: ([paths[0]], []))
+    monkeypatch.setattr(predict, "predict_files", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(paths["missing"]), str(paths["file"])])
+    assert exit_.value.code == 130 and capsys.readouterr().err.splitlines() == ["stopped (Ctrl-C)"]
