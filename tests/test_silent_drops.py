@@ -108,4 +108,5 @@ def test_max_epochs_0_is_refused_before_anything_is_built(tmp_path):
     )
     with pytest.raises(UserError, match=r"^trainer.max_epochs=0 trains nothing"):
         run(cfg)
+    assert not (tmp_path / "cache").exists()  # refused before the demo set was written or anything decoded
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
