@@ -90,11 +90,14 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_p
     from metalcore.training.resume import stopped_by_sigterm
 
     handler = signal.getsignal(signal.SIGINT)
+    # Ctrl-C raises KeyboardInterrupt, as in an interactive shell, even where pytest was started with
+    # SIGINT ignored (``&`` in a script, nohup, some CI runners), which the signal would otherwise not reach
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit) as stop, command(), stopped_by_sigterm():
             configured_trainer(tmp_path, max_epochs=3).fit(Tiny(stop_at=(1, 4, signum)))
     finally:
-        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+        signal.signal(signal.SIGINT, handler)  # as it was; Lightning ignores further Ctrl-C while it shuts down
     assert stop.value.code == (143 if signum == signal.SIGTERM else 1)  # 128 + SIGTERM; Lightning's Ctrl-C exit
     epoch, step = saved(tmp_path / "checkpoints" / "last.ckpt")
     assert epoch == 1 and BATCHES < step < 2 * BATCHES  # where it stopped, mid-epoch 1
