@@ -110,6 +110,37 @@ def trained_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> Path:
     return run_dir
 
 
+def redirected(args: list[str], log: Path, cwd: Path = REPO) -> int:
+    """``python -m metalcore.train ARGS > log 2>&1``, as a batch job runs it; warnings at Python's defaults."""
+    with open(log, "w") as out:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+        return subprocess.run(
+            [sys.executable, "-m", "metalcore.train", *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env
+        ).returncode
+
+
+@pytest.fixture(scope="session")
+def logged_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> tuple[Path, str]:
+    """Two epochs with output to a file and progress lines as often as possible; the run folder and
+    what the console got.
+
+    Its checkpoint callback keeps the epoch with the *highest* validation loss (the first: the second
+    learns), so the checkpoint it tests, calibrates and exports is not its last epoch, as in a real run
+    that overfits; the session's ``trained_run`` keeps improving to its end.
+    """
+    folder = tmp_path_factory.mktemp("logged")
+    overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("trainer.enable_progress_bar")]
+    args = [
+        *overrides,
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.every_seconds=0",
+        "callbacks.model_checkpoint.mode=max",
+        f"hydra.run.dir={folder}",
+    ]
+    assert redirected(args, folder / "console.txt") == 0, (folder / "console.txt").read_text()[-3000:]
+    return folder, (folder / "console.txt").read_text()
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from conftest import train_config
 
 from metalcore.core.errors import UserError
+from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.models.augment import (
     AddNoise,
@@ -246,6 +247,11 @@ def test_only_training_augments_never_evaluation_or_prediction(cache_dir: Path, 
     trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     assert spy.clips == trained  # validation and test: not one clip more
+    module.eval()  # held-out clips are scored by the model in evaluation mode: no masks, dropout or batch statistics
+    for stage, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader())):
+        with torch.no_grad():
+            expected = torch.cat([module(to_float(audio)).softmax(-1) for audio, _, _ in loader])
+        np.testing.assert_allclose(module.held_out[stage][0], expected.double().numpy(), atol=1e-5, err_msg=stage)
 
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     # a checkpoint from before SpecAugment moved out of the front-end (its settings in features) still loads

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, run_module, tiny_overrides
+from conftest import redirected, run_module, tiny_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -33,26 +32,7 @@ EPOCH_LINE = re.compile(
 )
 
 
-def redirected(args: list[str], log: Path, cwd: Path = REPO) -> int:
-    """``python -m metalcore.train ARGS > log 2>&1``, as a batch job runs it; warnings at Python's defaults."""
-    with open(log, "w") as out:
-        env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONWARNINGS"}
-        return subprocess.run(
-            [sys.executable, "-m", "metalcore.train", *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env
-        ).returncode
-
-
-# -- a training with its output in a file ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def logged_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> tuple[Path, str]:
-    """Two epochs, progress lines as often as possible; the run folder and what the console got."""
-    folder = tmp_path_factory.mktemp("logged")
-    overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("trainer.enable_progress_bar")]
-    args = [*overrides, "trainer.max_epochs=2", "callbacks.progress_bar.every_seconds=0", f"hydra.run.dir={folder}"]
-    assert redirected(args, folder / "console.txt") == 0, (folder / "console.txt").read_text()[-3000:]
-    return folder, (folder / "console.txt").read_text()
-
-
+# -- a training with its output in a file (conftest's logged_run) ------------------------------------
 def test_one_aligned_line_per_epoch_in_train_log_and_on_the_console(logged_run):
     folder, console = logged_run
     log = (folder / "train.log").read_text().splitlines()

@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import METRICS, REPO, read_metrics, run_module, tiny_overrides, train_config
@@ -23,6 +24,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
+from metalcore.data.segments import to_float
+from metalcore.inference.checkpoint import Classifier
+from metalcore.scoring.pooling import pool_tracks
 from metalcore.training.experiment import build, optimized_value, run
 
 SPLITS = ("train", "val", "test")
@@ -258,6 +262,35 @@ def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_p
     if not decodes:
         assert not list(fresh.rglob("*.pcm")), "decoded the library for a config that cannot train"
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_test_split_is_scored_by_the_best_checkpoint_not_the_last_epoch(logged_run):
+    """The checkpoint a run calibrates and that predict, evaluate and export use is the one whose
+    test scores metrics.json and test_tracks.csv report: its probabilities on the test clips, taken
+    again here in evaluation mode, are the ones recorded; the last epoch's are not."""
+    folder, _ = logged_run
+    best = Path(read_metrics(folder)["best_checkpoint"])
+    assert best.name == "epoch000.ckpt", "the run's monitor must keep an epoch before its last"
+    datamodule = instantiate(OmegaConf.load(folder / "config.yaml").data, output_dir=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+
+    def track_probs(checkpoint: Path) -> np.ndarray:
+        network = Classifier.from_checkpoint(checkpoint, "cpu")
+        network.temperature = 1.0  # the tested model's own probabilities, as test_tracks.csv holds them
+        clips, tracks = [], []
+        with torch.no_grad():
+            for audio, _, track in datamodule.test_dataloader():
+                clips.append(network(to_float(audio)))
+                tracks.append(track)
+        tracks = torch.cat(tracks).numpy()
+        return pool_tracks(torch.cat(clips).double().numpy(), np.zeros(len(tracks), int), tracks)[0]
+
+    with open(folder / "test_tracks.csv", newline="") as f:
+        recorded = {Path(row["path"]): [float(row["p_hardcore"]), float(row["p_metal"])] for row in csv.DictReader(f)}
+    recorded = np.array([recorded[source] for source, _ in datamodule.tracks("test")])
+    np.testing.assert_allclose(recorded, track_probs(best), atol=2e-6)
+    assert np.abs(recorded - track_probs(folder / "checkpoints" / "last.ckpt")).max() > 1e-3
 
 
 def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_run: Path):
