@@ -28,6 +28,7 @@ from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.scoring.pooling import pool_tracks
 from metalcore.training.experiment import build, optimized_value, run
+from metalcore.uncertainty.calibration import track_nll
 
 SPLITS = ("train", "val", "test")
 PER_TRACK = 6  # data.segments_per_track in tiny_overrides
@@ -264,33 +265,56 @@ def test_impossible_config_is_refused_by_build(name, cache_dir, demo_root, tmp_p
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_the_test_split_is_scored_by_the_best_checkpoint_not_the_last_epoch(logged_run):
+@pytest.fixture(scope="module")
+def logged_datamodule(logged_run) -> MusicDataModule:
+    """The logged run's DataModule rebuilt from its config.yaml: the same split and clips."""
+    folder, _ = logged_run
+    datamodule = instantiate(OmegaConf.load(folder / "config.yaml").data, output_dir=None)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def clips_of(checkpoint: Path, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checkpoint's own probabilities (no temperature) on every clip ``loader`` serves, in
+    evaluation mode, with their labels and track ids: what the run's held-out steps saw."""
+    network = Classifier.from_checkpoint(checkpoint, "cpu")
+    network.temperature = 1.0
+    probs, labels, tracks = [], [], []
+    with torch.no_grad():
+        for audio, label, track in loader:
+            probs.append(network(to_float(audio)).double())
+            labels.append(label)
+            tracks.append(track)
+    return tuple(torch.cat(x).numpy() for x in (probs, labels, tracks))
+
+
+def test_the_test_split_is_scored_by_the_best_checkpoint_not_the_last_epoch(logged_run, logged_datamodule):
     """The checkpoint a run calibrates and that predict, evaluate and export use is the one whose
     test scores metrics.json and test_tracks.csv report: its probabilities on the test clips, taken
     again here in evaluation mode, are the ones recorded; the last epoch's are not."""
     folder, _ = logged_run
     best = Path(read_metrics(folder)["best_checkpoint"])
     assert best.name == "epoch000.ckpt", "the run's monitor must keep an epoch before its last"
-    datamodule = instantiate(OmegaConf.load(folder / "config.yaml").data, output_dir=None)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-
-    def track_probs(checkpoint: Path) -> np.ndarray:
-        network = Classifier.from_checkpoint(checkpoint, "cpu")
-        network.temperature = 1.0  # the tested model's own probabilities, as test_tracks.csv holds them
-        clips, tracks = [], []
-        with torch.no_grad():
-            for audio, _, track in datamodule.test_dataloader():
-                clips.append(network(to_float(audio)))
-                tracks.append(track)
-        tracks = torch.cat(tracks).numpy()
-        return pool_tracks(torch.cat(clips).double().numpy(), np.zeros(len(tracks), int), tracks)[0]
-
     with open(folder / "test_tracks.csv", newline="") as f:
         recorded = {Path(row["path"]): [float(row["p_hardcore"]), float(row["p_metal"])] for row in csv.DictReader(f)}
-    recorded = np.array([recorded[source] for source, _ in datamodule.tracks("test")])
-    np.testing.assert_allclose(recorded, track_probs(best), atol=2e-6)
-    assert np.abs(recorded - track_probs(folder / "checkpoints" / "last.ckpt")).max() > 1e-3
+    recorded = np.array([recorded[source] for source, _ in logged_datamodule.tracks("test")])
+    best_tracks = pool_tracks(*clips_of(best, logged_datamodule.test_dataloader()))[0]
+    last_tracks = pool_tracks(*clips_of(folder / "checkpoints" / "last.ckpt", logged_datamodule.test_dataloader()))[0]
+    np.testing.assert_allclose(recorded, best_tracks, atol=2e-6)
+    assert np.abs(recorded - last_tracks).max() > 1e-3
+
+
+def test_the_temperature_is_fitted_on_the_tested_checkpoints_validation_clips(logged_run, logged_datamodule):
+    """metrics.json's validation NLL (what the temperature minimises) is that of the best checkpoint's
+    validation clips pooled per track, not of its test clips."""
+    folder, _ = logged_run
+    metrics = read_metrics(folder)
+    best = Path(metrics["best_checkpoint"])
+    val_nll = track_nll(*clips_of(best, logged_datamodule.val_dataloader()), 1.0)
+    test_nll = track_nll(*clips_of(best, logged_datamodule.test_dataloader()), 1.0)
+    assert abs(val_nll - test_nll) > 1e-3  # the two sets can be told apart
+    assert metrics["calibration"]["val_track_nll"]["before"] == pytest.approx(val_nll, abs=1e-6)
 
 
 def test_the_optimised_value_is_the_tested_checkpoints_validation_score(trained_run: Path):
