@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from conftest import train_config
 
+from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
-from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.models.augment import (
     AddNoise,

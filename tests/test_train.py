@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.data.segments import to_float
 from metalcore.inference.checkpoint import Classifier
 from metalcore.scoring.pooling import pool_tracks
 from metalcore.training.experiment import build, optimized_value, run
