@@ -252,3 +252,74 @@ def test_readme_ddp_commands_finish_in_every_mode(
         runs = [run_dir]
     for run in runs:
         assert_one_set_of_outputs(run, epochs=epochs)
+
+
+# -- stop signals: the launcher passes them to every rank; a rank that dies ends the others --------------
+def _rank_waiting_for_a_stop(folder: Path, die: bool) -> None:
+    """A rank as metalcore.training.stops runs one: it waits for a stop signal, then raises ``Terminated``;
+    with ``die`` rank 1 is killed instead, while rank 0 waits on (as in a collective that never ends)."""
+    from metalcore.core.errors import Terminated
+    from metalcore.training.stops import StopRequest
+
+    rank = int(os.environ["LOCAL_RANK"])
+    request = StopRequest()
+    signal.signal(signal.SIGTERM, request.handle)
+    signal.signal(signal.SIGINT, request.handle)
+    (folder / f"started-{rank}").write_text(str(os.getpid()))
+    if die and rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    while not request.received:
+        time.sleep(0.05)
+    (folder / f"stopped-{rank}").write_text(str(request.received[0]))
+    raise Terminated(request.received[0])
+
+
+def _when_started(folder: Path, then) -> threading.Thread:
+    def wait() -> None:
+        while len(list(folder.glob("started-*"))) < 2:
+            time.sleep(0.05)
+        then({int(p.name[-1]): int(p.read_text()) for p in folder.glob("started-*")})
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("to", ["launcher", "rank 1"])
+def test_a_stop_signal_reaches_every_rank_and_the_launcher_exits_143(tmp_path: Path, to: str):
+    from metalcore.core.errors import Terminated
+    from metalcore.training.launch import spawn
+
+    def send(pids: dict[int, int]) -> None:
+        os.kill(os.getpid() if to == "launcher" else pids[1], signal.SIGTERM)
+
+    _when_started(tmp_path, send)
+    with pytest.raises(Terminated) as stop:
+        spawn(_rank_waiting_for_a_stop, (tmp_path, False), processes=2)
+    assert stop.value.status == 143
+    assert {p.name: p.read_text() for p in tmp_path.glob("stopped-*")} == {
+        "stopped-0": str(int(signal.SIGTERM)),
+        "stopped-1": str(int(signal.SIGTERM)),
+    }
+    assert not _alive(tmp_path)
+
+
+def test_a_rank_that_dies_ends_the_others_with_one_line_naming_it(tmp_path: Path):
+    from metalcore.core.errors import UserError
+    from metalcore.training.launch import spawn
+
+    started = time.monotonic()
+    with pytest.raises(UserError) as caught:
+        spawn(_rank_waiting_for_a_stop, (tmp_path, True), processes=2)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("rank 1 (process ") and "ended with signal SIGKILL" in message
+    assert "the other ranks were stopped" in message and "ckpt_path=last" in message
+    assert time.monotonic() - started < 60 and not _alive(tmp_path)
+
+
+def _alive(folder: Path) -> list[int]:
+    """The rank processes of ``folder``'s run still running."""
+    import psutil
+
+    pids = [int(p.read_text()) for p in folder.glob("started-*")]
+    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]

@@ -9,6 +9,8 @@ that each test takes a second or two; the end-to-end ``kill -9`` of a real run i
 from __future__ import annotations
 
 import collections
+import errno
+import io
 import os
 import shutil
 import signal
@@ -65,6 +67,7 @@ def configured_trainer(run_dir: Path, max_epochs: int) -> L.Trainer:
     return L.Trainer(
         max_epochs=max_epochs,
         callbacks=callbacks,
+        plugins=[instantiate(plugin) for plugin in cfg.trainer.plugins],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -87,20 +90,14 @@ def test_last_ckpt_is_always_the_last_epoch_not_the_best(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_path, signum, caplog):
-    from metalcore.training.resume import stopped_by_sigterm
+    from metalcore.training.stops import stopped_by_signal
 
-    handler = signal.getsignal(signal.SIGINT)
-    # Ctrl-C raises KeyboardInterrupt, as in an interactive shell, even where pytest was started with
-    # SIGINT ignored (``&`` in a script, nohup, some CI runners), which the signal would otherwise not reach
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(SystemExit) as stop, command(), stopped_by_sigterm():
-            configured_trainer(tmp_path, max_epochs=3).fit(Tiny(stop_at=(1, 4, signum)))
-    finally:
-        signal.signal(signal.SIGINT, handler)  # as it was; Lightning ignores further Ctrl-C while it shuts down
-    assert stop.value.code == (143 if signum == signal.SIGTERM else 1)  # 128 + SIGTERM; Lightning's Ctrl-C exit
+    trainer = configured_trainer(tmp_path, max_epochs=3)
+    with pytest.raises(SystemExit) as stop, command(), stopped_by_signal(trainer):
+        trainer.fit(Tiny(stop_at=(1, 4, signum)))
+    assert stop.value.code == 128 + signum  # 143 for SIGTERM, 130 for Ctrl-C
     epoch, step = saved(tmp_path / "checkpoints" / "last.ckpt")
-    assert epoch == 1 and BATCHES < step < 2 * BATCHES  # where it stopped, mid-epoch 1
+    assert (epoch, step) == (1, BATCHES + 5)  # at the end of the batch the signal arrived in
     why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     assert f"training stopped ({why}) in epoch 2/3 at step {step}; saved " in caplog.text  # as progress lines count
     assert "resume with python -m metalcore.train hydra.run.dir=<run folder> ckpt_path=last" in caplog.text
@@ -108,6 +105,65 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_that_resumes_to_the_same_end(tmp_p
     resumed = configured_trainer(tmp_path, max_epochs=3)
     resumed.fit(Tiny(), ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     assert (resumed.current_epoch, resumed.global_step) == (3, 3 * BATCHES)  # as if never stopped
+
+
+@pytest.fixture()
+def small_disk(tmp_path, monkeypatch):
+    """``(folder, fill)``: a 1 MiB tmpfs that ``fill()`` fills to the last byte, so every later write
+    fails with ENOSPC. Where mounting is not allowed, files opened by ``metalcore.core.files`` stand
+    in: after ``fill()`` each write stores half its bytes, then raises ENOSPC, as a full disk does."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode == 0:
+
+        def fill() -> None:
+            with open(folder / "filler", "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError as err:
+                    assert err.errno == errno.ENOSPC
+
+        yield folder, fill
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+        return
+    from metalcore.core import files
+
+    full = []
+
+    class FullDisk(io.FileIO):
+        def write(self, data) -> int:
+            if not full:
+                return super().write(data)
+            super().write(bytes(data)[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+
+    monkeypatch.setattr(files, "open", lambda path, mode: FullDisk(path, mode.replace("b", "")), raising=False)
+    yield folder, lambda: full.append(True)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoints_whole_and_says_so(small_disk):
+    """The disk fills in epoch 2: one line naming the intact checkpoints; last.ckpt is epoch 1's, not truncated."""
+    from metalcore.training.checkpoint_io import stopped_when_full
+
+    folder, fill = small_disk
+
+    class FillsUp(Tiny):
+        def training_step(self, batch, batch_idx):
+            if (self.current_epoch, batch_idx) == (2, 0):
+                fill()
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(UserError) as stop, stopped_when_full(folder):
+        configured_trainer(folder, max_epochs=4).fit(FillsUp())
+    message = str(stop.value)
+    assert "\n" not in message and message.startswith(f"{folder}: disk full (writing last.ckpt")
+    assert f"last.ckpt (step {2 * BATCHES}), epoch000.ckpt (step {BATCHES})" in message
+    assert "resume with python -m metalcore.train hydra.run.dir=<run folder> ckpt_path=last" in message
+    assert saved(folder / "checkpoints" / "last.ckpt") == (1, 2 * BATCHES)
+    assert saved(folder / "checkpoints" / "epoch000.ckpt") == (0, BATCHES)
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
 
 
 def test_resume_point_refuses_what_cannot_be_resumed(tmp_path, trained_run):

@@ -24,7 +24,12 @@ class UserError(ValueError):
 
 
 class Terminated(Exception):
-    """Training stopped by SIGTERM after saving where to resume; the command exits with status 143."""
+    """Stopped by a signal after saving where to resume; the command exits with 128 + the signal's
+    number: 143 for SIGTERM (what a scheduler expects of a job it terminated), 130 for Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.status = 128 + int(signum)
 
 
 INTERRUPT_STATUS = 130  # 128 + SIGINT: what a shell reports for Ctrl-C
@@ -75,8 +80,8 @@ def command(log: logging.Logger | None = None, sweep: bool = False) -> Iterator[
     keep_undecodable_names()
     try:
         yield
-    except Terminated:
-        raise SystemExit(SIGTERM_STATUS) from None
+    except Terminated as stop:
+        raise SystemExit(stop.status) from None
     except (Interrupted, KeyboardInterrupt) as stop:
         stop = stop if isinstance(stop, Interrupted) else Interrupted.of(stop, "")
         line = f"stopped ({stop.why}){f': {stop.kept}' if stop.kept else ''}"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
@@ -29,6 +28,7 @@ from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
 from metalcore.data.ondevice import DeviceSegments, KeyBatches, resolve
+from metalcore.data.resumable import MidEpochResume
 from metalcore.data.segments import RandomCrops, SegmentDataset, Shard, check_windows_fit, grid
 from metalcore.data.split import SPLITS, Split, artist_key, check_fractions
 from metalcore.data.summary import PrepareSummary, summarise
@@ -61,7 +61,7 @@ def check_seed(seed: int) -> None:
         raise UserError(f"seed={seed} must be an integer from 0 to {2**32 - 1}")
 
 
-class MusicDataModule(LightningDataModule):
+class MusicDataModule(MidEpochResume):
     """Full tracks in ``root/<class>/`` served as fixed-length stereo segments, split by track."""
 
     def __init__(
@@ -318,9 +318,9 @@ class MusicDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
         groups = self.train_artists() if self.sampling == "artist" else None
-        return self._loader(
-            "train", RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed, groups)
-        )
+        crops = RandomCrops(ds.frames, self.segment_samples, self.segments_per_track, self.seed, groups)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return self._loader("train", self.resumable(crops, self.batch_size * world))
 
     def train_artists(self) -> list[str]:
         """The artist of each training track, as the split compares them; a track without one is its own."""

@@ -21,6 +21,7 @@ from metalcore.core.errors import UserError
 from metalcore.models.base import Network, check_network
 from metalcore.models.frontend import MelFrontend
 from metalcore.models.spec import ModelSpec
+from metalcore.models.weights import check_checkpoint, check_temperature
 
 log = logging.getLogger(__name__)
 CHECKPOINT_HELP = "pass a .ckpt file that python -m metalcore.train wrote in <run>/checkpoints/"
@@ -131,6 +132,7 @@ class Classifier(nn.Module):
             spec = ModelSpec.from_dict(raw)
         except ValueError as err:
             raise UserError(f"{path}: not a metalcore checkpoint ({err}); {CHECKPOINT_HELP}") from None
+        check_checkpoint(checkpoint, path)
         changed = pair_changed(spec.environment)
         if changed:  # the front-end's compiled code may round differently: say so, then load as usual
             log.warning("%s: %s", path, changed)
@@ -148,7 +150,7 @@ class Classifier(nn.Module):
             sample_rate=spec.sample_rate,
             channels=spec.channels,
             segment_seconds=spec.segment_seconds,
-            temperature=float((checkpoint.get("calibration") or {}).get("temperature", 1.0)),
+            temperature=check_temperature((checkpoint.get("calibration") or {}).get("temperature", 1.0), path),
         )
         try:
             classifier.load_state_dict(checkpoint["state_dict"])

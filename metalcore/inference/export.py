@@ -30,6 +30,7 @@ from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file, writable_file
 from metalcore.inference.checkpoint import Classifier
 from metalcore.models.frontend import PowerSpectrogram
+from metalcore.models.weights import check_finite
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 NAMES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript")}  # what --output may end in
@@ -152,4 +153,6 @@ def export(checkpoint: Path, fmt: str, output: Path | None = None) -> Path:
     if not output.name.lower().endswith(NAMES[fmt]):
         raise UserError(f"--output {output}: a {fmt} file must end in {' or '.join(NAMES[fmt])}")
     classifier = Classifier.from_checkpoint(checkpoint, "cpu")
+    with torch.no_grad():
+        check_finite(classifier(example_input(classifier)), str(checkpoint))
     return (export_onnx if fmt == "onnx" else export_torchscript)(classifier, output)

@@ -23,6 +23,7 @@ from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.data.catalogue import walk
 from metalcore.inference.checkpoint import Classifier
+from metalcore.models.weights import check_finite
 from metalcore.scoring.pooling import pool_tracks
 
 
@@ -112,7 +113,7 @@ def predict_track(
     def run(n: int) -> None:
         audio = to_float(batch[:n].to(device, non_blocking=True))
         with autocast:
-            probs.append(classifier(audio).cpu())
+            probs.append(check_finite(classifier(audio).cpu(), str(path)))
 
     def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         nonlocal frames

@@ -27,11 +27,13 @@ from metalcore.models.base import check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.scoring.metrics import canonical
 from metalcore.training.callbacks.run_record import validation_scores
+from metalcore.training.checkpoint_io import stopped_when_full
 from metalcore.training.checks import check_config
 from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
 from metalcore.training.module import GenreClassifier
-from metalcore.training.resume import check_weights, forget_after, resume_point, stopped_by_sigterm
+from metalcore.training.resume import check_weights, forget_after, resume_point
+from metalcore.training.stops import stopped_by_signal
 from metalcore.uncertainty import trust
 from metalcore.uncertainty.calibration import store_temperature
 
@@ -120,17 +122,18 @@ def train(cfg: DictConfig, prepared: bool = False) -> dict[str, Any]:
         check_weights(start[0], datamodule.classes, module)
         if logger and trainer.is_global_zero:
             forget_after(Path(logger.log_dir), start[1])
-    with stopped_by_sigterm():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=start[0] if start else None)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best:  # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
-        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
-    val = validation_scores(trainer)
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-
-    if trainer.is_global_zero:
-        if best:  # predict, evaluate and export read the temperature from the checkpoint they are given
+    with stopped_when_full(Path(cfg.paths.output_dir)):
+        with stopped_by_signal(trainer):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=start[0] if start else None)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            # the validation scores of the model that is tested (and that a sweeper optimises), not the last epoch's
+            if best:
+                trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+            val = validation_scores(trainer)
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        if trainer.is_global_zero and best:  # predict, evaluate and export read it from the checkpoint they get
             store_temperature(Path(best), module.trust["calibration"])
+    if trainer.is_global_zero:
         for line in trust.log_lines(module.trust):
             log.info("%s", line)
         log.info("outputs in %s", cfg.paths.output_dir)

@@ -16,7 +16,9 @@ import logging
 import logging.config
 import os
 import re
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -34,8 +36,12 @@ from lightning.fabric.plugins.environments import (
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning_utilities.core.rank_zero import rank_zero_only as utilities_rank_zero_only
 
-from metalcore.core.errors import UserError
+from metalcore.core.errors import Terminated, UserError
 from metalcore.core.library_warnings import route_warnings_to_log
+from metalcore.training.checkpoint_io import RESUME_HELP
+
+LAUNCHER = "METALCORE_LAUNCHER_PID"  # tells a rank where to pass a stop signal on (metalcore.training.stops)
+STOP_GRACE_S = 45  # after a stop signal, how long the ranks have to save and exit before they are killed
 
 
 def launched_externally() -> bool:
@@ -125,13 +131,65 @@ def spawn(fn: Callable[..., Any], args: tuple, processes: int, logging_config: d
         "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
         "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port()),
         "NODE_RANK": os.environ.get("NODE_RANK", "0"),
+        LAUNCHER: str(os.getpid()),
     }
+    context = mp.start_processes(
+        _rank_main, args=(processes, env, fn, args, logging_config), nprocs=processes, join=False, start_method="spawn"
+    )
+    with passed_on(context.processes) as stopping:
+        try:
+            # a rank that failed ends the others after a few seconds; a stop gives them time to save
+            while not context.join(timeout=1, grace_period=STOP_GRACE_S if stopping else 5):
+                pass
+        except mp.ProcessRaisedException as err:
+            if user_error := as_user_error(err):
+                raise user_error from None
+            if stop := as_stop(err):  # stopped as asked; rank 0 said where (metalcore.training.stops)
+                raise Terminated(stopping[0] if stopping else stop) from None
+            raise
+        except mp.ProcessExitedException as err:
+            how = f"signal {err.signal_name}" if err.signal_name else f"exit status {err.exit_code}"
+            raise UserError(
+                f"rank {err.error_index} (process {err.error_pid}) ended with {how}; the other ranks were stopped; "
+                f"resume from the last checkpoint with {RESUME_HELP}"
+            ) from None
+    if stopping:
+        raise Terminated(stopping[0])
+
+
+@contextmanager
+def passed_on(processes: list) -> Iterator[list[int]]:
+    """While the ranks run: SIGTERM or Ctrl-C to this process is passed on to every rank (as SIGTERM,
+    which asks each for the stop: see metalcore.training.stops); a rank passes its own signals here.
+
+    Yields the signals received; ranks still alive ``STOP_GRACE_S`` after the first are killed, so a
+    stop leaves no process behind even when a rank hangs.
+    """
+    stopping: list[int] = []
+    deadline = threading.Timer(STOP_GRACE_S, _kill_left, (processes,))
+    deadline.daemon = True
+
+    def forward(signum: int, frame: object) -> None:
+        if not stopping:
+            stopping.append(signum)
+            deadline.start()
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        mp.spawn(_rank_main, args=(processes, env, fn, args, logging_config), nprocs=processes, join=True)
-    except mp.ProcessRaisedException as err:
-        if user_error := as_user_error(err):
-            raise user_error from None
-        raise
+        yield stopping
+    finally:
+        deadline.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _kill_left(processes: list) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.kill()
 
 
 def as_user_error(err: mp.ProcessRaisedException) -> UserError | None:
@@ -139,6 +197,13 @@ def as_user_error(err: mp.ProcessRaisedException) -> UserError | None:
     last = str(err).strip().splitlines()[-1]
     prefix = f"{UserError.__module__}.{UserError.__name__}: "
     return UserError(last[len(prefix) :]) if last.startswith(prefix) else None
+
+
+def as_stop(err: mp.ProcessRaisedException) -> int | None:
+    """The signal of the ``Terminated`` a rank raised (it stopped as asked), from the traceback text, or None."""
+    last = str(err).strip().splitlines()[-1]
+    prefix = f"{Terminated.__module__}.{Terminated.__name__}: "
+    return signal.Signals[last[len(prefix) :]] if last.startswith(prefix) else None
 
 
 # gloo's words when a collective (or the first meeting of the ranks) passes the process group's timeout

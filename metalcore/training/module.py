@@ -27,16 +27,18 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from metalcore.models.augment import Augment
 from metalcore.models.base import Network
+from metalcore.models.weights import record_digest
 from metalcore.scoring.metrics import classification_metrics
 from metalcore.scoring.pooling import TrackPooling, pooled_clips, pooled_tracks
 from metalcore.uncertainty import trust
 
 HELD_OUT = ("val", "test")
+EPOCH_METRICS = "epoch_metrics"  # the checkpoint key of the running epoch's training metric states
 # Lightning advises sync_dist=True for epoch values logged under DDP; these are reduced already (see above)
 warnings.filterwarnings(
     "ignore", message=r"It is recommended to use `self.log\('(train|val|test)/", category=PossibleUserWarning
@@ -184,6 +186,26 @@ class GenreClassifier(LightningModule):
             metric.reset()
         self.results["test"] = scores
         self.trust = trust.summary(scores, self.held_out, self.bootstrap_seed)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the digest of the weights (predict, evaluate, export and a resume verify it), and the
+        running epoch's training metrics: a run stopped mid-epoch or in validation scores the epoch
+        over all its batches once resumed. Under DDP they are rank 0's, which alone is restored."""
+        checkpoint[EPOCH_METRICS] = {name: dict(metric.metric_state) for name, metric in self._epoch_metrics()}
+        record_digest(checkpoint)  # last: over everything the checkpoint holds
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(EPOCH_METRICS)
+        if not states or self.global_rank != 0:
+            return
+        for name, metric in self._epoch_metrics():
+            for key, value in states.get(name, {}).items():
+                setattr(metric, key, value)
+            metric._update_count = 1  # restored, not empty: compute() must not warn it was never updated
+
+    def _epoch_metrics(self) -> list[tuple[str, Metric]]:
+        """The training metrics an epoch accumulates until its end (held-out ones start afresh each validation)."""
+        return [("train_loss", self.train_loss), *((f"train_metrics.{k}", m) for k, m in self.train_metrics.items())]
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,6 +1,7 @@
-"""Surviving interruption: SIGTERM ends a run with a status a scheduler understands, and a resume checks first.
+"""Resuming an interrupted run: a resume checks first.
 
-``last.ckpt`` is written by ``metalcore.training.callbacks.last_checkpoint``. ``resume_point``
+``last.ckpt`` is written by ``metalcore.training.callbacks.last_checkpoint``; how a stop signal
+ends a run is ``metalcore.training.stops``. ``resume_point``
 checks a ``ckpt_path`` against the run's configuration before anything is built or written, so a
 resume that cannot work changes nothing of the earlier run; ``forget_after`` drops the TensorBoard
 events the resumed run will write again.
@@ -9,29 +10,15 @@ events the resumed run will write again.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from metalcore.core.errors import Terminated, UserError
+from metalcore.core.errors import UserError
 from metalcore.core.files import atomic_file
 from metalcore.models.spec import ModelSpec
-
-
-@contextmanager
-def stopped_by_sigterm() -> Iterator[None]:
-    """Lightning ends a SIGTERM'd fit with ``SIGTERMException``, which exits with status 0: a
-    scheduler would take the job as finished. It becomes ``Terminated``, which the command ends with
-    status 143 (128 + SIGTERM); the line saying where training stopped and how to resume comes from
-    ``LastCheckpoint``."""
-    try:
-        yield
-    except SIGTERMException:
-        raise Terminated from None
+from metalcore.models.weights import check_checkpoint
 
 
 def resume_point(
@@ -95,8 +82,10 @@ def resume_point(
 
 
 def check_weights(path: Path, classes: list[str], module: torch.nn.Module) -> None:
-    """The checkpoint's classes and tensor shapes against the module built for this run (UserError)."""
+    """The checkpoint's content (its recorded digest, finite weights), classes and tensor shapes against
+    the module built for this run (UserError)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    check_checkpoint(checkpoint, path)
     recorded = ModelSpec.from_dict(checkpoint["hyper_parameters"]["spec"]).classes  # checked by resume_point
     if recorded != list(classes):
         raise UserError(f"ckpt_path={path} was trained on classes {recorded}; data.root has {list(classes)}")

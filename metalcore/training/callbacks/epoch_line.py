@@ -110,9 +110,9 @@ class EpochLine(Callback):
             f"{label} {_number(metrics.get(key, metrics.get(key.removesuffix('_epoch'))))}" for label, key in FIELDS
         ]
         parts.append(self._best_part(trainer, epoch.epoch, width))
-        timed = epoch.seconds > 0
+        timed = epoch.seconds > 0 and not epoch.resumed  # a resumed epoch's time is only its part after the stop
         parts.append(f"time {epoch.seconds:6.1f} s" if timed else "time      - s")
-        parts.append(f"{epoch.clips_per_s:7.1f} clips/s" if timed else "      - clips/s")
+        parts.append(f"{epoch.clips_per_s:7.1f} clips/s" if epoch.clips and epoch.train_s > 0 else "      - clips/s")
         parts.append(f"ETA {clock(self._eta(trainer, epoch, total))}")
         return "  ".join(parts)
 
@@ -131,5 +131,6 @@ class EpochLine(Callback):
         timings = self._timings(trainer)
         if total is None or not timings or not timings.epochs:
             return math.nan
-        mean = sum(e.seconds for e in timings.epochs) / len(timings.epochs)
-        return mean * (total - epoch.epoch - 1)
+        whole = timings.whole()
+        mean = sum(e.seconds for e in whole) / len(whole)
+        return mean * (total - epoch.epoch - 1) if not whole[0].resumed else math.nan

@@ -28,6 +28,7 @@ class EpochTime:
     train_s: float
     val_s: float
     clips: int  # training clips over all ranks
+    resumed: bool = False  # begun before a stop: only its part after the resume was timed
 
     @property
     def seconds(self) -> float:
@@ -56,6 +57,7 @@ class Timings(Callback):
         self._phase: dict[str, float] = {}  # phase name -> start time of the one running now
         self._val_s = 0.0
         self._clips = 0
+        self._resumed = False
         self._cuda: torch.device | None = None
 
     def _start(self, phase: str) -> None:
@@ -87,9 +89,15 @@ class Timings(Callback):
         self.test_s = self._stop("test")
 
     # -- epochs ------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run resumed mid-epoch or in validation re-enters its epoch without ``on_train_epoch_start``:
+        its clock starts here, and the epoch is marked as timed in part."""
+        self._start("epoch")
+        self._val_s, self._clips, self._resumed = 0.0, 0, True
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start("epoch")
-        self._val_s, self._clips = 0.0, 0
+        self._val_s, self._clips, self._resumed = 0.0, 0, False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         first = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -111,27 +119,37 @@ class Timings(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = self._stop("epoch")
-        self.epochs.append(EpochTime(trainer.current_epoch, seconds - self._val_s, self._val_s, self._clips))
+        self.epochs.append(
+            EpochTime(trainer.current_epoch, seconds - self._val_s, self._val_s, self._clips, self._resumed)
+        )
 
     # -- what metrics.json records -----------------------------------------------------------------
+    def whole(self) -> list[EpochTime]:
+        """The epochs timed from start to end (an epoch resumed after a stop was timed only in part),
+        or all of them when none was."""
+        return [e for e in self.epochs if not e.resumed] or self.epochs
+
     def summary(self) -> dict[str, Any]:
-        """Means over the epochs of this run (a resumed run counts its own), the per-epoch lists, spans, peaks."""
-        n = len(self.epochs)
+        """Means over the whole epochs of this run (a resumed run counts its own), the per-epoch lists
+        (with the epochs timed in part), spans, peaks."""
+        whole = self.whole()
 
         def mean(values: list[float]) -> float | None:
-            return round(sum(values) / n, 3) if n else None
+            return round(sum(values) / len(values), 3) if values else None
 
+        trained = [e for e in self.epochs if e.clips]
         cuda_peak = torch.cuda.max_memory_allocated(self._cuda) / 2**20 if self._cuda is not None else None
         return {
-            "epoch_s": mean([e.seconds for e in self.epochs]),
-            "train_epoch_s": mean([e.train_s for e in self.epochs]),
-            "val_epoch_s": mean([e.val_s for e in self.epochs]),
-            "clips_per_s": round(sum(e.clips for e in self.epochs) / sum(e.train_s for e in self.epochs), 1)
-            if n
+            "epoch_s": mean([e.seconds for e in whole]),
+            "train_epoch_s": mean([e.train_s for e in whole]),
+            "val_epoch_s": mean([e.val_s for e in whole]),
+            "clips_per_s": round(sum(e.clips for e in trained) / sum(e.train_s for e in trained), 1)
+            if trained
             else None,
             "per_epoch": {
                 "train_s": [round(e.train_s, 3) for e in self.epochs],
                 "val_s": [round(e.val_s, 3) for e in self.epochs],
+                "resumed": [e.epoch for e in self.epochs if e.resumed],
             },
             "fit_s": _seconds(self.fit_s),
             "test_s": _seconds(self.test_s),
