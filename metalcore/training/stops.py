@@ -1,7 +1,7 @@
 """SIGTERM and Ctrl-C stop a run at a safe point, on one process or on every DDP rank at once.
 
-Lightning stops at a batch end on SIGTERM only, and ends the run with ``SIGTERMException``, a
-``SystemExit`` of status 0 that a scheduler takes for success; a Ctrl-C raised ``KeyboardInterrupt``
+Lightning stops at a batch end on SIGTERM only, and ends the run with ``SIGTERMException``, an
+exit of status 0 that a scheduler takes for success; a Ctrl-C raised ``KeyboardInterrupt``
 wherever it landed, possibly between an optimiser step and the count of its batch (the resumed
 epoch then ran that batch twice). Under DDP, Lightning's SIGTERM handler broadcasts from rank 0
 inside the signal handler, at whatever point each rank was: ranks then wait in mismatched
