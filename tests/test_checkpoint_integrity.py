@@ -111,7 +111,9 @@ def test_a_damaged_checkpoint_is_refused_by_predict_evaluate_and_export(tested, 
         "export": lambda: export.main([str(damaged), "--format", "torchscript"]),
     }
     for name, command in commands.items():
-        assert command() == 2, name
+        with pytest.raises(SystemExit) as stop:
+            command()
+        assert stop.value.code == 2, name
         out, err = capsys.readouterr()
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (name, err)
         assert err.startswith(f"error: {damaged}: ") and words in err, (name, err)

@@ -323,3 +323,63 @@ def _alive(folder: Path) -> list[int]:
 
     pids = [int(p.read_text()) for p in folder.glob("started-*")]
     return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["group", "launcher", "rank 1"])
+def test_sigterm_to_a_ddp_run_saves_stops_every_rank_and_leaves_no_process(
+    tmp_path: Path, cache_dir: Path, demo_root: Path, to: str
+):
+    """``scancel``/``kill -- -PGID`` (the group), ``kill PID`` (the launcher) or a signal to one rank:
+    one line, last.ckpt, status 143, and no process of the run left within 60 s."""
+    import psutil
+    import torch
+
+    run_dir = tmp_path / "run"
+    overrides = ddp_overrides(
+        cache_dir, "trainer.max_epochs=50", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metalcore.train", *overrides],
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children(recursive=True)  # the ranks, and multiprocessing's helper
+    ranks = sorted((p for p in children if "spawn_main" in " ".join(p.cmdline())), key=lambda p: p.create_time())
+    assert proc.poll() is None and len(ranks) == 2, "the run ended or hung before its first epoch was saved"
+    time.sleep(1)  # into the next epoch's training
+    if to == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid if to == "launcher" else ranks[1].pid, signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        left = proc.communicate()[0].decode(errors="replace")
+        pytest.fail(f"no end 120 s after SIGTERM to the {to}:\n{left[-3000:]}")
+    text = output.decode(errors="replace")
+    assert proc.returncode == 143, text[-3000:]
+    assert text.count("training stopped (SIGTERM)") == 1 and "Traceback" not in text, text[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > 0
+    stopped = time.monotonic()
+    while any(_running(p) for p in children) and time.monotonic() - stopped < 60:
+        time.sleep(0.5)
+    assert not [p.pid for p in children if _running(p)]
+
+
+def _running(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
