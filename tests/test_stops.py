@@ -198,7 +198,7 @@ def test_a_resumed_epoch_is_timed_in_part_and_left_out_of_the_means(tmp_path, ca
     assert summary["per_epoch"]["resumed"] == [1]
     assert summary["epoch_s"] == pytest.approx(clock.epochs[1].seconds, abs=1e-3)  # the whole epoch only
     clips = sum(e.clips for e in clock.epochs) / sum(e.train_s for e in clock.epochs)
-    assert summary["clips_per_s"] == pytest.approx(clips, rel=1e-2)
+    assert summary["clips_per_s"] == pytest.approx(clips, rel=1e-2, abs=0.05)  # recorded to 0.1
     lines = {int(m[1]): m[0] for m in re.finditer(r"epoch (\d)/3 .*$", caplog.text, re.M)}
     assert "time      - s" in lines[2] and "ETA -" in lines[2], lines[2]  # nothing known yet but a partial epoch
     assert re.search(r"time +\d+\.\d s +\d+\.\d clips/s  ETA 0:00:00$", lines[3]), lines[3]
