@@ -285,7 +285,7 @@ def _when_started(folder: Path, then) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("to", ["launcher", "rank 1"])
+@pytest.mark.parametrize("to", [pytest.param("launcher", marks=pytest.mark.slow), "rank 1"])  # rank 1 goes through both
 def test_a_stop_signal_reaches_every_rank_and_the_launcher_exits_143(tmp_path: Path, to: str):
     from metalcore.core.errors import Terminated
     from metalcore.training.launch import spawn

@@ -143,14 +143,13 @@ def reference(tmp_path_factory) -> tuple[L.Trainer, ValidationLog]:
 @pytest.mark.parametrize(
     ("hook", "epoch", "batch", "signum"),
     [
-        ("validation", 1, 2, signal.SIGTERM),
-        ("validation", 1, 2, signal.SIGINT),
-        ("train", 1, 3, signal.SIGINT),
-        ("train", 2, 0, signal.SIGTERM),
-        ("sanity", 0, 0, signal.SIGTERM),
-        ("test", 3, 1, signal.SIGTERM),
+        pytest.param("validation", 1, 2, signal.SIGTERM, id="validation-SIGTERM"),
+        pytest.param("validation", 1, 2, signal.SIGINT, id="validation-Ctrl-C", marks=pytest.mark.slow),
+        pytest.param("train", 1, 3, signal.SIGINT, id="mid-epoch-Ctrl-C"),
+        pytest.param("train", 2, 0, signal.SIGTERM, id="epoch-start-SIGTERM", marks=pytest.mark.slow),
+        pytest.param("sanity", 0, 0, signal.SIGTERM, id="sanity"),
+        pytest.param("test", 3, 1, signal.SIGTERM, id="test"),
     ],
-    ids=["validation-SIGTERM", "validation-Ctrl-C", "mid-epoch-Ctrl-C", "epoch-start-SIGTERM", "sanity", "test"],
 )
 def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, reference, caplog, hook, epoch, batch, signum):
     log = ValidationLog()
