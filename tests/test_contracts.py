@@ -4,6 +4,8 @@ breaks it is refused with the reason, where it is built and where a checkpoint i
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -44,6 +46,35 @@ def test_a_network_that_keeps_the_contract_trains_in_the_module():
     loss = torch.nn.functional.cross_entropy(module(audio), labels)
     loss.backward()
     assert torch.isfinite(loss) and net.head.weight.grad is not None
+
+
+class SlowTrunk(BandMeans):
+    """A pretrained trunk under a new head: the trunk learns at a tenth of the head's rate, a frozen part not at all."""
+
+    def __init__(self, num_classes: int, in_channels: int = 2, n_mels: int = 64) -> None:
+        super().__init__(num_classes, in_channels, n_mels)
+        self.trunk, self.frozen_part = nn.Linear(n_mels, n_mels), nn.Linear(n_mels, n_mels)
+        self.frozen_part.requires_grad_(False)
+
+    def parameter_groups(self):
+        return [{"params": list(self.head.parameters())}, {"params": list(self.trunk.parameters()), "lr_scale": 0.1}]
+
+
+def test_the_optimiser_takes_the_network_s_groups_at_their_share_of_the_learning_rate():
+    frontend = MelFrontend(16000, n_mels=32, n_fft=512, hop_length=256)
+    optimizer = partial(torch.optim.AdamW, lr=1e-3)
+    scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=4)
+    module = GenreClassifier(frontend, SlowTrunk(3, 2, 32), ["a", "b", "c"], optimizer=optimizer, scheduler=scheduler)
+    made = module.configure_optimizers()
+    head, trunk = made["optimizer"].param_groups
+    assert head["lr"] == pytest.approx(1e-3) and trunk["lr"] == pytest.approx(1e-4)
+    assert made["lr_scheduler"]["scheduler"].base_lrs == pytest.approx([1e-3, 1e-4])
+    optimised = {id(p) for g in (head, trunk) for p in g["params"]}
+    assert not any(id(p) in optimised for p in module.net.frozen_part.parameters())
+    # a network without groups of its own trains every parameter at the configured rate, in one group
+    plain = GenreClassifier(frontend, BandMeans(3, 2, 32), ["a", "b", "c"], optimizer)
+    (group,) = plain.configure_optimizers().param_groups
+    assert group["lr"] == pytest.approx(1e-3) and len(group["params"]) == 2
 
 
 BROKEN = {
@@ -94,9 +125,11 @@ SPEC = {
 
 def test_spec_round_trips_as_plain_containers_and_reads_the_old_layout():
     spec = ModelSpec.from_dict(SPEC)  # no environment: checkpoints written before it was recorded
-    assert spec.to_dict() == {**SPEC, "environment": {}} and spec.segment_samples == 32000
-    recorded = {**SPEC, "environment": {"torch": "2.11.0", "torchaudio": "2.11.0"}}
+    assert spec.to_dict() == {**SPEC, "environment": {}, "pretrained": None} and spec.segment_samples == 32000
+    recorded = {**SPEC, "environment": {"torch": "2.11.0", "torchaudio": "2.11.0"}, "pretrained": None}
     assert ModelSpec.from_dict(recorded).to_dict() == recorded
+    source = {"package": "musicnn", "version": "0.1.0", "sha256": "ab" * 32, "licence": "ISC"}
+    assert ModelSpec.from_dict({**SPEC, "pretrained": source}).pretrained == source  # where the weights came from
     old = {key: SPEC[key] for key in ("classes", "features", "model")}
     old["data"] = {key: SPEC[key] for key in ("sample_rate", "channels", "segment_seconds")}
     assert ModelSpec.from_dict(old) == spec  # checkpoints written before the spec was typed

@@ -19,7 +19,7 @@ from torch import nn
 from metalcore.core.environment import pair_changed
 from metalcore.core.errors import UserError
 from metalcore.models.base import Network, check_network
-from metalcore.models.frontend import MelFrontend
+from metalcore.models.frontend import Frontend
 from metalcore.models.spec import ModelSpec
 from metalcore.models.weights import check_checkpoint, check_temperature
 
@@ -137,7 +137,7 @@ class Classifier(nn.Module):
         if changed:  # the front-end's compiled code may round differently: say so, then load as usual
             log.warning("%s: %s", path, changed)
         features = {k: v for k, v in spec.features.items() if k not in MOVED_TO_AUGMENT}
-        frontend = _build(features, "front-end", path, MelFrontend)
+        frontend = _build(features, "front-end", path, Frontend)
         net = _build(spec.model, "model", path, Network)
         try:
             check_network(net, len(spec.classes), spec.channels, frontend.n_mels, frontend.frames(spec.segment_samples))

@@ -84,15 +84,25 @@ class FrozenStandardise(nn.Module):
 
 
 def onnx_ready(classifier: Classifier) -> Classifier:
-    """A copy whose front-end uses only operators the ONNX exporter knows; same outputs."""
+    """A copy whose front-end uses only operators the ONNX exporter knows; same outputs.
+
+    Every ``PowerSpectrogram`` of the front-end (``MelFrontend``'s, musicnn's) becomes the real-valued
+    STFT, and a standardisation (``MelFrontend.norm``) its frozen arithmetic.
+    """
     ready = copy.deepcopy(classifier).cpu()
     frontend = ready.frontend
-    if not (hasattr(frontend, "mel") and hasattr(frontend, "norm")):
-        raise UserError(f"export knows metalcore.models.frontend.MelFrontend, not {type(frontend).__name__}")
-    if frontend.norm.affine or not frontend.norm.track_running_stats:
-        raise UserError("export expects the front-end's standardisation without affine terms, with running stats")
-    frontend.mel.spectrogram = RealPowerSpectrogram(frontend.mel.spectrogram)
-    frontend.norm = FrozenStandardise(frontend.norm)
+    stfts = [name for name, module in frontend.named_modules() if isinstance(module, PowerSpectrogram)]
+    if not stfts:
+        raise UserError(f"export knows front-ends built on metalcore's PowerSpectrogram, not {type(frontend).__name__}")
+    for name in stfts:
+        parent, _, attribute = name.rpartition(".")
+        owner = frontend.get_submodule(parent)
+        setattr(owner, attribute, RealPowerSpectrogram(getattr(owner, attribute)))
+    norm = getattr(frontend, "norm", None)
+    if isinstance(norm, nn.BatchNorm2d):
+        if norm.affine or not norm.track_running_stats:
+            raise UserError("export expects the front-end's standardisation without affine terms, with running stats")
+        frontend.norm = FrozenStandardise(norm)
     return ready.eval()
 
 

@@ -9,6 +9,9 @@ checkpoint loader and the exporters take it as they take the CRNN.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -20,6 +23,11 @@ class Network(nn.Module):
     the convolutional stack, not the whole network, because graphs break at RNNs (pytorch #167275).
     """
 
+    # True when the network reads a frozen backbone's features: a run then computes each clip's
+    # ``features_of(spec)`` once, caches them, and trains ``from_features(features)`` alone on them
+    # (metalcore.training.probe); such a network also gives the ``fingerprint()`` of those features.
+    frozen = False
+
     def __init__(self, num_classes: int, in_channels: int, n_mels: int) -> None:
         super().__init__()
         self.num_classes, self.in_channels, self.n_mels = num_classes, in_channels, n_mels
@@ -27,6 +35,17 @@ class Network(nn.Module):
     def compilable(self) -> nn.Module | None:
         """The submodule worth compiling; None when nothing is (the default)."""
         return None
+
+    def load_pretrained(self, cache_dir: Path) -> dict[str, str] | None:
+        """Load published weights before training (fetched into ``cache_dir`` on first use) and return
+        their source (package, version, sha256, licence), which the checkpoint records; None: the
+        network trains from scratch (the default). Never called on a checkpoint, which holds its own."""
+        return None
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups; a group's ``lr_scale`` multiplies the configured learning
+        rate (a pretrained backbone learns slower than its new head). Frozen parameters are left out."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
 
 def check_network(net: nn.Module, num_classes: int, in_channels: int, n_mels: int, frames: int) -> None:

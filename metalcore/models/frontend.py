@@ -57,7 +57,33 @@ class MelPower(nn.Module):
         return self.mel_scale(self.spectrogram(audio))
 
 
-class MelFrontend(nn.Module):
+class Frontend(nn.Module):
+    """What training, the checkpoint loader and the exporters need of a front-end.
+
+    Waveforms ``(batch, channels, samples)`` at ``sample_rate`` -> ``(batch, channels, n_mels, frames)``
+    with a centred STFT of ``n_fft`` every ``hop_length`` samples. A network trained on another
+    model's input (a pretrained backbone) comes with its own subclass, chosen in ``conf/features/``.
+    """
+
+    sample_rate: int
+    n_mels: int
+    n_fft: int
+    hop_length: int
+
+    def frames(self, samples: int) -> int:
+        """Number of spectrogram frames for a clip of ``samples`` (centred STFT)."""
+        return samples // self.hop_length + 1
+
+    def check_segment(self, samples: int) -> None:
+        """Refuse segments shorter than one FFT window before any training starts."""
+        if samples < self.n_fft:
+            raise UserError(
+                f"features.n_fft={self.n_fft} is longer than a segment of {samples} samples; "
+                f"raise data.segment_seconds or lower features.n_fft"
+            )
+
+
+class MelFrontend(Frontend):
     """Waveforms ``(batch, channels, samples)`` -> ``(batch, channels, n_mels, frames)``.
 
     The Slaney Mel scale (librosa's default) is linear below 1 kHz, so 128 bands still fit an
@@ -102,18 +128,6 @@ class MelFrontend(nn.Module):
         self.mel = MelPower(PowerSpectrogram(n_fft, hop_length), mel_scale)
         self.to_db = T.AmplitudeToDB(stype="power", top_db=top_db)
         self.norm = nn.BatchNorm2d(n_mels, affine=False)
-
-    def frames(self, samples: int) -> int:
-        """Number of spectrogram frames for a clip of ``samples`` (centred STFT)."""
-        return samples // self.hop_length + 1
-
-    def check_segment(self, samples: int) -> None:
-        """Refuse segments shorter than one FFT window before any training starts."""
-        if samples < self.n_fft:
-            raise UserError(
-                f"features.n_fft={self.n_fft} is longer than a segment of {samples} samples; "
-                f"raise data.segment_seconds or lower features.n_fft"
-            )
 
     def power_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> Mel power ``(batch, channels, n_mels, frames)``.

@@ -28,6 +28,8 @@ class ModelSpec:
     features: dict[str, Any]
     model: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)
+    # where the network's starting weights came from (package, version, sha256, licence); None: from scratch
+    pretrained: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         classes = self.classes
@@ -53,6 +55,10 @@ class ModelSpec:
                 raise ValueError(f"{name} is {config['_target_']}, not a metalcore module")
         if not isinstance(self.environment, dict):
             raise ValueError(f"environment must be a mapping, not {self.environment!r}")
+        if self.pretrained is not None and not (
+            isinstance(self.pretrained, dict) and all(isinstance(v, str) for v in self.pretrained.values())
+        ):
+            raise ValueError(f"pretrained must map names to strings, not {self.pretrained!r}")
         if self.model.get("num_classes", len(classes)) != len(classes):
             raise ValueError(f"model.num_classes={self.model['num_classes']} but there are {len(classes)} classes")
 
@@ -76,7 +82,11 @@ class ModelSpec:
         raw = {**raw, **raw["data"]} if isinstance(raw.get("data"), dict) else dict(raw)
         raw.pop("data", None)
         fields = set(cls.__dataclass_fields__)
-        required = {name for name, f in cls.__dataclass_fields__.items() if f.default_factory is MISSING}
+        required = {
+            name
+            for name, f in cls.__dataclass_fields__.items()
+            if f.default is MISSING and f.default_factory is MISSING
+        }
         missing, unknown = sorted(required - set(raw)), sorted(set(raw) - fields)
         problems = [f"lacks {', '.join(missing)}"] * bool(missing) + [f"has unknown {', '.join(unknown)}"] * bool(
             unknown

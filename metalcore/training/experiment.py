@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from metalcore.core.environment import environment
 from metalcore.core.errors import UserError
 from metalcore.data.datamodule import MusicDataModule, check_seed
-from metalcore.models.base import check_network
+from metalcore.models.augment import Augment
+from metalcore.models.base import Network, check_network
 from metalcore.models.spec import ModelSpec
 from metalcore.scoring.metrics import canonical
 from metalcore.training.callbacks.run_record import validation_scores
@@ -32,6 +33,7 @@ from metalcore.training.checks import check_config
 from metalcore.training.config import make
 from metalcore.training.launch import collective_timeouts, local_processes, spawn, strategy_name
 from metalcore.training.module import GenreClassifier
+from metalcore.training.probe import ProbeData
 from metalcore.training.resume import check_weights, forget_after, resume_point
 from metalcore.training.stops import stopped_by_signal
 from metalcore.uncertainty import trust
@@ -40,10 +42,11 @@ from metalcore.uncertainty.calibration import store_temperature
 log = logging.getLogger("metalcore.train")
 
 
-def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule, GenreClassifier]:
+def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule | ProbeData, GenreClassifier]:
     """The DataModule (with its cache prepared) and the LightningModule, checked against each other.
 
-    ``announce=False``: the data's skipped files and headline are not logged (already said).
+    ``announce=False``: the data's skipped files and headline are not logged (already said). For a
+    network on a frozen backbone the DataModule serves cached clip features (``ProbeData``).
     """
     datamodule: MusicDataModule = make(cfg.data)
     datamodule.announce = announce
@@ -52,6 +55,7 @@ def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule, Genr
     datamodule.prepare_data()  # after the config checks: an impossible setting must not wait for a decode
     classes = datamodule.classes
     net = make(cfg.model, num_classes=len(classes))
+    pretrained = net.load_pretrained(Path(cfg.paths.cache_dir).expanduser()) if isinstance(net, Network) else None
     frames = frontend.frames(datamodule.segment_samples)
     try:
         check_network(net, len(classes), datamodule.channels, frontend.n_mels, frames)
@@ -68,6 +72,7 @@ def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule, Genr
         features=OmegaConf.to_container(cfg.features, resolve=True),
         model={**OmegaConf.to_container(cfg.model, resolve=True), "num_classes": len(classes)},
         environment=environment(),
+        pretrained=pretrained,
     )
     # spec goes in after instantiation, as plain containers: passed to instantiate, its _target_ nodes would
     # become modules pickled into the checkpoint instead of the configs that metalcore.inference rebuilds from.
@@ -75,7 +80,21 @@ def build(cfg: DictConfig, announce: bool = True) -> tuple[MusicDataModule, Genr
     module = make(cfg.module, _partial_=True)(
         frontend=frontend.train(), net=net.train(), classes=classes, spec=spec.to_dict(), augment=augment
     )
+    if net.frozen:  # a frozen backbone: its clip features are computed once and the head trains on them
+        check_no_augment(augment)
+        module.on_features = True
+        return ProbeData(datamodule, module.frontend, module.net), module
     return datamodule, module
+
+
+def check_no_augment(augment: Augment | None) -> None:
+    """A frozen probe trains on cached features, which no audio or spectrogram augmentation reaches."""
+    used = [*augment.waveform, *(["mixup"] if augment.mixup else []), *augment.spectrogram] if augment else []
+    if used:
+        raise UserError(
+            f"augment ({', '.join(used)}): a frozen probe (model.freeze=true) trains on cached clip features "
+            "that augmentation cannot reach; set augment=none, or model.freeze=false to fine-tune"
+        )
 
 
 def make_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:

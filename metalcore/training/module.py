@@ -92,6 +92,9 @@ class GenreClassifier(LightningModule):
         # after a test: the test scores with their 95 % intervals, the bootstrap's settings and the
         # temperature fitted on the last validation's clips (metalcore.uncertainty.trust.summary)
         self.trust: dict[str, Any] = {}
+        # batches carry a frozen network's cached clip features instead of audio (metalcore.training.probe):
+        # the steps then run the network's head alone; forward, and so inference, still take audio
+        self.on_features = False
 
     def configure_model(self) -> None:
         """``compile_cnn``: compile the part the network names (``Network.compilable``) with ``torch.compile``.
@@ -118,7 +121,10 @@ class GenreClassifier(LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         audio, labels, _ = batch
         audio, targets = self.augment(audio, labels, len(self.classes))
-        logits = self.classify(self.augment.transform_spectrogram(self.frontend(audio))).float()
+        if self.on_features:  # no augmentation reaches cached features: the run refuses any but augment=none
+            logits = self.net.from_features(audio).float()
+        else:
+            logits = self.classify(self.augment.transform_spectrogram(self.frontend(audio))).float()
         loss = F.cross_entropy(logits, targets)
         self.train_loss.update(loss.detach(), len(labels))
         self.train_metrics.update(logits.detach().softmax(-1), labels)
@@ -130,7 +136,7 @@ class GenreClassifier(LightningModule):
 
     def _held_out_step(self, batch, stage: str, batch_idx: int) -> None:
         audio, labels, tracks = batch
-        logits = self(audio).float()
+        logits = (self.net.from_features(audio) if self.on_features else self(audio)).float()
         probs = logits.softmax(-1)
         self.loss[stage].update(F.cross_entropy(logits, labels), len(labels))
         self.clip_metrics[stage].update(probs, labels)
@@ -209,7 +215,13 @@ class GenreClassifier(LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.make_optimizer(self.parameters())
+        """The network's parameter groups (``Network.parameter_groups``), each at the configured
+        learning rate times its ``lr_scale``; the front-end's trainable parameters (if any) join the first."""
+        groups = [dict(g) for g in self.net.parameter_groups()]
+        groups[0]["params"] = [*groups[0]["params"], *(p for p in self.frontend.parameters() if p.requires_grad)]
+        optimizer = self.make_optimizer(groups)
+        for group in optimizer.param_groups:  # before the scheduler reads each group's initial rate
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.make_scheduler is None:
             return optimizer
         return {

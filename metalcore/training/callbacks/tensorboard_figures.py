@@ -40,6 +40,7 @@ class TensorBoardFigures(Callback):
         per_class = -(-self.spectrogram_images // len(classes))
         if (
             trainer.sanity_checking
+            or getattr(pl_module, "on_features", False)  # batches of cached features: no audio to draw
             or trainer.current_epoch != 0
             or sum(self._logged.values()) >= per_class * len(classes)
             or (writer := tensorboard(trainer)) is None
