@@ -127,8 +127,8 @@ class FeatureClips(Dataset):
 class ProbeData(LightningDataModule):
     """A ``MusicDataModule`` whose clips reach the module as a frozen network's cached features.
 
-    Split, classes, track lists and counts are the wrapped module's, so callbacks and the run
-    record read it as they read the audio one.
+    Everything else (classes, split, track lists, durations, counts) is the wrapped module's: an
+    attribute this class lacks is read from it, so callbacks and the run record read both alike.
     """
 
     def __init__(self, data: MusicDataModule, frontend: nn.Module, net: Network) -> None:
@@ -137,9 +137,10 @@ class ProbeData(LightningDataModule):
         self.cache = FeatureCache(data.cache.root / "features")
         self.clips: dict[str, FeatureClips] = {}
 
-    @property
-    def classes(self) -> list[str]:
-        return self.data.classes
+    def __getattr__(self, name: str):
+        if name == "data":  # not set yet (during construction): no wrapped module to ask
+            raise AttributeError(name)
+        return getattr(self.data, name)
 
     def prepare_data(self) -> None:
         self.data.prepare_data()
@@ -159,12 +160,6 @@ class ProbeData(LightningDataModule):
         log.info(
             "clip features of %d tracks: %d computed, %d from %s", tracks, computed, tracks - computed, self.cache.root
         )
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return self.data.counts()
-
-    def tracks(self, split: str) -> list[tuple[Path, str]]:
-        return self.data.tracks(split)
 
     def _loader(self, split: str, sampler) -> DataLoader:
         return DataLoader(self.clips[split], batch_size=self.data.batch_size, sampler=sampler, num_workers=0)

@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from metalcore.core.errors import UserError
-from metalcore.models.frontend import PowerSpectrogram
+from metalcore.models.frontend import Frontend, PowerSpectrogram
 
 SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS = 16000, 512, 256, 96  # musicnn/configuration.py
 PATCH_FRAMES = 187  # the 3 s patches the models were trained on: librosa.time_to_frames(3) + 1
@@ -55,7 +54,7 @@ def slaney_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-class MusicnnFrontend(nn.Module):
+class MusicnnFrontend(Frontend):
     """Waveforms ``(batch, channels, samples)`` at 16 kHz -> log-Mel ``(batch, 1, 96, frames)``.
 
     Channels are averaged to mono (as ``librosa.load`` does); ``frames = samples // 256 + 1``. The
@@ -88,16 +87,14 @@ class MusicnnFrontend(nn.Module):
         self.spectrogram = PowerSpectrogram(N_FFT, HOP_LENGTH)
         self.register_buffer("filterbank", torch.from_numpy(slaney_filterbank(SAMPLE_RATE, N_FFT, N_MELS)))
 
-    def frames(self, samples: int) -> int:
-        """Number of frames for a clip of ``samples`` (centred STFT); 3 s give 188, one more than a musicnn patch."""
-        return samples // self.hop_length + 1
-
     def check_segment(self, samples: int) -> None:
-        """Refuse segments shorter than one FFT window before any training starts."""
-        if samples < self.n_fft:
+        """Refuse, before any training, segments that are not the 3 s patches musicnn's models were trained
+        on (a centred 3 s clip gives 188 frames, one more than a patch): shorter ones starve its 128-frame
+        temporal filters, longer ones pool over spans it never saw."""
+        if self.frames(samples) not in (PATCH_FRAMES, PATCH_FRAMES + 1):
             raise UserError(
-                f"data.segment_seconds: {samples} samples is shorter than musicnn's FFT window ({self.n_fft}); "
-                f"use 3 s segments, the length its models were trained on"
+                f"data.segment_seconds={samples / self.sample_rate:g}: musicnn's models were trained on 3 s "
+                f"patches ({PATCH_FRAMES} frames); set data.segment_seconds=3 (model=musicnn does)"
             )
 
     def power_mel(self, audio: torch.Tensor) -> torch.Tensor:
