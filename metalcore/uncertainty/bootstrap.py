@@ -99,6 +99,23 @@ def percentile_interval(values: np.ndarray, units: int, level: float = LEVEL) ->
     return [float(low), float(high)]
 
 
+def ranking_auc(
+    scores: np.ndarray, positive: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> tuple[float, list[float] | None]:
+    """How well one score per track (e.g. a pretrained tagger's "metal") tells ``positive`` tracks from
+    the rest: ROC-AUC with its ``level`` interval from resampling the tracks. NaN without both kinds."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n = len(scores)
+    if positive.all() or not positive.any():
+        return math.nan, None
+    auc = float(_ranked_auc_ap(scores, positive, np.ones((1, n)))[0][0])
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    replicates = np.concatenate(
+        [_ranked_auc_ap(scores, positive, counts[i : i + CHUNK])[0] for i in range(0, resamples, CHUNK)]
+    )
+    return auc, percentile_interval(replicates, n, level)
+
+
 def track_intervals(
     clip_probs: np.ndarray,
     clip_labels: np.ndarray,
