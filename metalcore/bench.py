@@ -5,7 +5,9 @@ WAV pieces (1/60 of a track each) and prints
 1. the cache build from cold (mp3, flac, Ogg Vorbis, AAC), in x realtime, per core and on every core;
 2. loader throughput: the study's path (a WAV piece per clip, padded to 5.5 s, Mel and dB on the
    CPU in ``__getitem__``) against the whole-file path and metalcore's cache, raw and with its Mel;
-3. with ``--train``: training throughput, the study's pipeline against metalcore's, for the study's
+3. with ``--probe FOLDS``: a frozen-probe sweep (``model=musicnn``) on the demo, features computed
+   and then cached;
+4. with ``--train``: training throughput, the study's pipeline against metalcore's, for the study's
    network and ours, on the best device (on CUDA also fp32 vs bf16-mixed, compile modes, layout and
    the on-device loader), with the study's run (12,960 clips x 10 epochs) extrapolated for each.
 Every ratio compares figures measured in the same run. The code lives in ``metalcore.benchmarks``.
@@ -170,6 +172,18 @@ def print_sweeps(tmp: Path, jobs: int, workers: int, crops: int) -> None:
 
 
 @command()
+def print_probe(tmp: Path, folds: int, tracks_per_class: int, seconds: float) -> None:
+    from metalcore.benchmarks.probe import time_probe
+
+    print(
+        f"\nfrozen probe (model=musicnn): a {folds}-fold sweep on the demo ({tracks_per_class} tracks of "
+        f"{seconds:g} s per class), one process, wall time"
+    )
+    print(f"{'sweep':<40}  {'seconds':>7}  {'per fold':>8}")
+    for label, wall in time_probe(tmp, folds, tracks_per_class, seconds):
+        print(f"{label:<40}  {wall:>7.1f}  {wall / folds:>8.1f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metalcore.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=4, help="synthetic tracks (default 4; --train: 8)")
@@ -184,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", type=int, metavar="JOBS", help="time a sweep of JOBS small jobs instead")
     parser.add_argument(
         "--sweep-crops", type=int, default=24, help="--sweep: clips per training track and epoch, the size of a job"
+    )
+    parser.add_argument(
+        "--probe", type=int, default=0, metavar="FOLDS", help="time a FOLDS-fold frozen-probe sweep on the demo instead"
     )
     parser.add_argument("--quick", action="store_true", help="a small run that checks every row is computed")
     args = parser.parse_args(argv)
@@ -206,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         if args.sweep is not None:
             print_sweeps(tmp, args.sweep, args.workers, args.sweep_crops)
+            print(f"{load()} at the end")
+            return
+        if args.probe:  # the demo's default size; --quick: a small one
+            print_probe(tmp, args.probe, *((8, 8.0) if args.quick else (24, 30.0)))
             print(f"{load()} at the end")
             return
         print(f"sources: {args.tracks} synthetic tracks x {args.seconds:g} s, {RATE / 1000:g} kHz stereo", flush=True)

@@ -106,3 +106,12 @@ def test_sweep_benchmark_times_every_way():
     rows = re.findall(r"^(one at a time|joblib), .+?\s+([\d.]+)\s+(\d+)\s+([\d.]+)x$", result.stdout, re.M)
     assert [way for way, *_ in rows] == ["one at a time", "joblib", "joblib"]
     assert rows[0][3] == "1.00" and all(float(seconds) > 0 for _, seconds, *_ in rows)
+
+
+@pytest.mark.slow
+def test_probe_benchmark_times_a_sweep_with_features_computed_then_cached(musicnn_cache):
+    wheels = str(musicnn_cache / "pretrained")  # the session's wheel: nothing downloaded again
+    result = run_module("metalcore.bench", "--probe", "2", "--quick", env={"METALCORE_PRETRAINED_WHEELS": wheels})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^features (computed|cached) .+?\s+([\d.]+)\s+([\d.]+)$", result.stdout, re.M)
+    assert [kind for kind, *_ in rows] == ["computed", "cached"] and all(float(s) > 0 for _, s, _ in rows)
