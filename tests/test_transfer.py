@@ -16,6 +16,7 @@ import torch
 from conftest import TINY_DEMO, read_metrics, run_module
 from hydra import compose, initialize_config_dir
 
+from metalcore import evaluate, export
 from metalcore.core.errors import UserError
 from metalcore.inference.checkpoint import Classifier
 from metalcore.models.musicnn import MSD_TAGS
@@ -83,7 +84,7 @@ def test_the_frozen_probe_trains_and_the_second_fold_reads_every_feature_from_th
         assert metrics["test"]["track"]["acc"] >= 0.5 and metrics["counts"]["test"]["tracks"] > 0
 
 
-def test_the_checkpoint_records_the_weights_source_and_serves_predict_evaluate_and_export(probe_folds, tmp_path):
+def test_the_checkpoint_records_the_weights_source_and_serves_evaluate_and_export(probe_folds, tmp_path, capsys):
     ckpt = Path(read_metrics(probe_folds / "0")["best_checkpoint"])
     spec = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["spec"]
     source = spec["pretrained"]
@@ -92,13 +93,11 @@ def test_the_checkpoint_records_the_weights_source_and_serves_predict_evaluate_a
     classifier = Classifier.from_checkpoint(ckpt, "cpu")
     assert classifier.sample_rate == 16000 and classifier.channels == 1 and classifier.segment_samples == 48000
 
-    evaluated = run_module("metalcore.evaluate", str(ckpt), "--output-dir", str(tmp_path / "eval"))
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert (tmp_path / "eval" / "tracks.csv").is_file() and "track: acc" in evaluated.stdout
+    assert evaluate.main([str(ckpt), "--output-dir", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+    assert (tmp_path / "eval" / "tracks.csv").is_file() and "track: acc" in capsys.readouterr().out
 
     out = tmp_path / "probe.onnx"
-    exported = run_module("metalcore.export", str(ckpt), "--format", "onnx", "--output", str(out))
-    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert export.main([str(ckpt), "--format", "onnx", "--output", str(out)]) == 0
     import onnxruntime
 
     audio = (0.1 * np.random.default_rng(0).standard_normal((2, 1, 52000))).astype(np.float32)
