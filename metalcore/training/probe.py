@@ -23,9 +23,9 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from metalcore.audio.pcm import to_float
 from metalcore.core.files import atomic_file
 from metalcore.data.datamodule import MusicDataModule
-from metalcore.audio.pcm import to_float
 from metalcore.data.segments import RandomCrops, SegmentDataset, grid
 from metalcore.models.base import Network
 
