@@ -171,7 +171,6 @@ def print_sweeps(tmp: Path, jobs: int, workers: int, crops: int) -> None:
         )
 
 
-@command()
 def print_probe(tmp: Path, folds: int, tracks_per_class: int, seconds: float) -> None:
     from metalcore.benchmarks.probe import time_probe
 
@@ -185,6 +184,7 @@ def print_probe(tmp: Path, folds: int, tracks_per_class: int, seconds: float) ->
     print("CPU s: user + system time of the sweep's process, what it cost the cores whatever else ran")
 
 
+@command()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metalcore.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=4, help="synthetic tracks (default 4; --train: 8)")

@@ -92,23 +92,25 @@ def test_each_split_serves_only_its_own_tracks(group_by, three_bands, tmp_path):
 
 
 @functools.cache
-def network(name: str) -> torch.nn.Module:
-    """``model=<name>`` as the training command builds it (64 Mel bands, stereo), in eval mode."""
+def network(name: str) -> tuple[torch.nn.Module, tuple[int, int]]:
+    """``model=<name>`` as the training command builds it, in eval mode, with the (channels, Mel bands)
+    its front-end gives it (stereo and 64 bands by default; musicnn's own mono 96)."""
     cfg = train_config(f"model={name}")
     torch.manual_seed(0)
-    return hydra.utils.instantiate(cfg.model, num_classes=2).eval()
+    return hydra.utils.instantiate(cfg.model, num_classes=2).eval(), (cfg.model.in_channels, cfg.model.n_mels)
 
 
-def spectrograms(batch: int = 3, frames: int = 64) -> torch.Tensor:
-    return torch.randn(batch, 2, 64, frames, generator=torch.Generator().manual_seed(1))
+def spectrograms(shape: tuple[int, int], batch: int = 3, frames: int = 64, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, *shape, frames, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_clips_logits_do_not_depend_on_the_rest_of_its_batch(name):
     """A GRU reading the batch axis as time (``batch_first=False``) would mix clips together."""
-    net, x = network(name), spectrograms()
+    net, shape = network(name)
+    x = spectrograms(shape)
     other = x.clone()
-    other[1:] = torch.randn(2, 2, 64, 64, generator=torch.Generator().manual_seed(2))
+    other[1:] = spectrograms(shape, batch=2, seed=2)
     with torch.no_grad():
         alone, together, changed = net(x[:1]), net(x), net(other)
     assert torch.allclose(together[:1], alone, atol=1e-5) and torch.allclose(changed[:1], alone, atol=1e-5)
@@ -121,9 +123,10 @@ def test_logits_depend_on_the_whole_clip_and_on_time_order(name):
 
     MelStats reads each band's mean and spread, which ignore order by design.
     """
-    net, x = network(name), spectrograms()
+    net, shape = network(name)
+    x = spectrograms(shape)
     early = x.clone()
-    early[..., :16] = torch.randn(3, 2, 64, 16, generator=torch.Generator().manual_seed(3))
+    early[..., :16] = spectrograms(shape, frames=16, seed=3)
     with torch.no_grad():
         logits, early_changed, reversed_ = net(x), net(early), net(x.flip(-1))
     assert not torch.allclose(logits, early_changed, atol=1e-4), "the first quarter of the clip is ignored"
