@@ -21,8 +21,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
@@ -110,8 +109,7 @@ def module() -> GenreClassifier:
 
 
 def trainer(run_dir: Path, *extra: L.Callback, epochs: int = 3) -> L.Trainer:
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", [f"paths.output_dir={run_dir}"])
+    cfg = train_config(f"paths.output_dir={run_dir}")
     return L.Trainer(
         max_epochs=epochs,
         callbacks=[*(instantiate(cfg.callbacks[name]) for name in CALLBACKS), *extra],

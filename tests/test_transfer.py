@@ -13,15 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DEMO, read_metrics, run_module
-from hydra import compose, initialize_config_dir
+from conftest import TINY_DEMO, read_metrics, run_module, train_config
 
 from metalcore import evaluate, export
 from metalcore.core.errors import UserError
 from metalcore.inference.checkpoint import Classifier
 from metalcore.models.musicnn import MSD_TAGS
 from metalcore.models.transfer import MusicnnTransfer
-from metalcore.training.config import CONF
 from metalcore.training.experiment import build
 
 
@@ -49,8 +47,7 @@ def musicnn_overrides(cache_dir: Path, *extra: str) -> list[str]:
 
 
 def config(cache_dir: Path, tmp_path: Path, *extra: str):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", overrides=[*musicnn_overrides(cache_dir, *extra), f"paths.output_dir={tmp_path}"])
+    return train_config(*musicnn_overrides(cache_dir, *extra), f"paths.output_dir={tmp_path}")
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +115,7 @@ def test_fine_tuning_trains_the_backbone_at_its_share_of_the_rate_and_the_probe_
     assert not any(p.requires_grad for p in frozen.backbone.parameters())
     frozen.train()
     assert frozen.head.training and not frozen.backbone.training, "a frozen backbone keeps its batch-norm statistics"
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        tuned = compose("train", overrides=["model=musicnn_finetune"])
-        probe = compose("train", overrides=["model=musicnn"])
+    tuned, probe = train_config("model=musicnn_finetune"), train_config("model=musicnn")
     # the new head learns at 1e-2 either way; a fine-tuned backbone at 1e-4
     assert probe.module.optimizer.lr == tuned.module.optimizer.lr == 0.01 and probe.model.freeze
     assert not tuned.model.freeze and tuned.module.optimizer.lr * tuned.model.backbone_lr == pytest.approx(1e-4)
@@ -169,10 +164,9 @@ def test_tags_writes_every_track_s_tags_and_the_tags_that_separate_each_class(mu
 
 
 def test_the_experiments_put_musicnn_beside_our_networks_each_with_its_own_front_end():
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        pretrained = compose("train", overrides=["experiment=pretrained"], return_hydra_config=True)
-        ours = compose("train", overrides=["experiment=artist_effect"])
-        probe = compose("train", overrides=["experiment=artist_effect", "model=musicnn"])
+    pretrained = train_config("experiment=pretrained", hydra=True)
+    ours = train_config("experiment=artist_effect")
+    probe = train_config("experiment=artist_effect", "model=musicnn")
     assert dict(pretrained.hydra.sweeper.params) == {
         "model": "crnn,study,musicnn,musicnn_finetune",
         "data.split.fold": "0,1,2,3,4",
