@@ -15,7 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from metalcore.core.errors import command, interruptible
+from metalcore.core.errors import command
 from metalcore.training.checks import check_config
 from metalcore.training.config import CONF, check_command_line, in_sweep, make
 
@@ -24,7 +24,7 @@ log = logging.getLogger("metalcore.prepare")
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> None:
-    with command(log, in_sweep()), interruptible():
+    with command(log, in_sweep()):
         check_config(cfg)  # the config a training run would refuse is refused here too
         datamodule = make(cfg.data)
         print(datamodule.prepare(progress=True), flush=True)

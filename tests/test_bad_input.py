@@ -250,7 +250,7 @@ def test_prepare_checks_the_command_line_before_hydra_reads_it():
 @pytest.mark.parametrize("why", ["Ctrl-C", "SIGTERM"])
 def test_a_stopped_cache_build_says_what_it_kept_in_one_line(tmp_path, monkeypatch, capsys, why):
     """Ctrl-C in prepare printed a 40-line traceback, SIGTERM only multiprocessing's semaphore warning."""
-    from metalcore.core.errors import command, interruptible
+    from metalcore.core.errors import command
 
     rng = np.random.default_rng(0)
     sources = [write_audio(tmp_path / f"{i}.flac", render_track("metal", rng, 1.0, 16000), 16000) for i in range(3)]
@@ -267,7 +267,7 @@ def test_a_stopped_cache_build_says_what_it_kept_in_one_line(tmp_path, monkeypat
 
     monkeypatch.setattr(cache_module, "_build_one", stops_on_the_second)
     cache = AudioCache(tmp_path / "cache", 16000, 2)
-    with pytest.raises(SystemExit) as exit_, command(), interruptible():
+    with pytest.raises(SystemExit) as exit_, command():  # every command's wrapper, train's and prepare's too
         cache.build(sources, workers=1)
     assert exit_.value.code == (130 if why == "Ctrl-C" else 143)
     assert capsys.readouterr().err.splitlines() == [

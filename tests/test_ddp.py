@@ -263,6 +263,7 @@ def _rank_waiting_for_a_stop(folder: Path, die: bool) -> None:
 
     rank = int(os.environ["LOCAL_RANK"])
     request = StopRequest()
+    request.in_loop = True  # in an epoch, which acts on the request at its next safe point
     signal.signal(signal.SIGTERM, request.handle)
     signal.signal(signal.SIGINT, request.handle)
     (folder / f"started-{rank}").write_text(str(os.getpid()))

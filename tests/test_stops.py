@@ -4,9 +4,10 @@ The LightningModule is metalcore's own ``GenreClassifier`` (training metrics com
 end, validation pooled per track) with a network small enough to train in a fraction of a second,
 driven by the callbacks of ``conf/callbacks/default.yaml`` and the trainer plugins of
 ``conf/trainer/default.yaml``. A stop signal is sent to this process at a chosen point: in a
-training batch, in validation, in the sanity check, in the test; the run is then resumed from
-``last.ckpt`` and compared with a run that was never stopped: the same epochs and steps, every epoch
-validated once with the same scores, the same best checkpoint, positive timings.
+training batch, in validation, in the sanity check, in the test, in the setup before any epoch; the
+run is then resumed from ``last.ckpt`` and compared with a run that was never stopped: the same
+epochs and steps, every epoch validated once with the same scores, the same best checkpoint,
+positive timings.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Stop(L.Callback):
     def _maybe(self, trainer: L.Trainer, hook: str, batch_idx: int) -> None:
         if hook == self.hook and (trainer.current_epoch, batch_idx) == self.at:
             os.kill(os.getpid(), self.signum)
+
+    def setup(self, trainer, pl_module, stage):  # beside the DataModule's setup, before Lightning's handlers
+        self._maybe(trainer, stage, 0)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._maybe(trainer, "train", batch_idx)
@@ -147,6 +151,7 @@ def reference(tmp_path_factory) -> tuple[L.Trainer, ValidationLog]:
         pytest.param("train", 2, 0, signal.SIGTERM, id="epoch-start-SIGTERM", marks=pytest.mark.slow),
         pytest.param("sanity", 0, 0, signal.SIGTERM, id="sanity"),
         pytest.param("test", 3, 1, signal.SIGTERM, id="test"),
+        pytest.param("fit", 0, 0, signal.SIGTERM, id="setup"),
     ],
 )
 def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, reference, caplog, hook, epoch, batch, signum):
@@ -157,6 +162,8 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, reference, c
     why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     if hook != "sanity":
         assert f"stopped ({why})" in caplog.text
+    if hook == "fit":  # at once: a SIGTERM in a long setup was forgotten and the run trained to its end
+        assert not log.scores and "before its first checkpoint" in caplog.text, log.scores
 
     last = tmp_path / "checkpoints" / "last.ckpt"
     resumed = fit_and_test(tmp_path, log, ckpt_path=last if last.is_file() else None)  # a fresh run: again

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,7 +57,12 @@ class Interrupted(BaseException):
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Within the block SIGTERM raises ``Interrupted`` (status 143) where the work is, as Ctrl-C raises
-    KeyboardInterrupt, instead of ending the process without a word."""
+    KeyboardInterrupt, instead of ending the process without a word. Training replaces it while its
+    loops run (``metalcore.training.stops``); a thread other than the main one cannot receive signals."""
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def terminated(signum: int, frame: object) -> None:
         raise Interrupted("SIGTERM", SIGTERM_STATUS)
@@ -72,14 +78,16 @@ def interruptible() -> Iterator[None]:
 def command(log: logging.Logger | None = None, sweep: bool = False) -> Iterator[None]:
     """Run a command's body (``with command():`` or ``@command()``) so that it fails in one line.
 
-    A UserError becomes ``error: <message>`` on stderr, or one logged line with ``log`` (a Hydra
+    SIGTERM and Ctrl-C end it with one line saying what was kept (see ``interruptible``) and status
+    143 or 130. A UserError becomes ``error: <message>`` on stderr, or one logged line with ``log`` (a Hydra
     job's log file, which ``metalcore.report`` reads), then exit status 2. In a sweep the error is
     re-raised after the line instead, so that Hydra marks the job failed and runs the next one
     (hydra #2551); any other failure of a sweep's job is logged in one line before it propagates.
     """
     keep_undecodable_names()
     try:
-        yield
+        with interruptible():
+            yield
     except Terminated as stop:
         raise SystemExit(stop.status) from None
     except (Interrupted, KeyboardInterrupt) as stop:

@@ -11,7 +11,10 @@ Here the first SIGTERM or Ctrl-C asks for a stop, and a second Ctrl-C stops at o
 process the stop comes at the end of the running batch (of training, validation or test). Under
 DDP no collective runs inside a handler: the ranks agree at the end of each training batch (one
 all-reduce of a flag) and at the end of each validation or test, so every rank stops at the same
-point; a stop asked for during validation or test takes effect when it ends. A rank that receives
+point; a stop asked for during validation or test takes effect when it ends. Outside the loops
+(the DataModule's setup, restoring a checkpoint, between fit and test) no batch end will come, and
+Lightning forgets a SIGTERM received before it installs its own handler: there the run stops at
+once, with nothing half written to lose. A rank that receives
 a signal passes it to the launcher (``metalcore.training.launch.spawn``), which passes it to every
 rank. The run then ends with one line saying what was kept (``last.ckpt``, see
 ``metalcore.training.callbacks.last_checkpoint``) and ``Terminated``: exit status 143 (SIGTERM) or
@@ -48,6 +51,7 @@ class StopRequest(Callback):
     def __init__(self) -> None:
         self.received: list[int] = []
         self._trainer: L.Trainer | None = None
+        self.in_loop = False  # inside a fit, validate or test loop, which acts at its next batch end
 
     def handle(self, signum: int, frame: Any) -> None:
         if self.received and signum == signal.SIGINT:
@@ -60,29 +64,35 @@ class StopRequest(Callback):
         if launcher and int(launcher) == os.getppid():  # the other ranks learn it from the launcher
             os.kill(os.getppid(), signal.SIGTERM)
         trainer = self._trainer
+        if not self.in_loop:  # no batch end to act at: stop here
+            raise SIGTERMException
         if signum == signal.SIGINT and (trainer is None or trainer.is_global_zero):
             log.warning("Ctrl-C: stopping at the next safe point (press Ctrl-C again to stop at once)")
         if trainer is not None and trainer.world_size == 1:
             _stop_at_the_next_batch_end(trainer)
 
-    def install(self, trainer: L.Trainer) -> None:
+    def install(self, trainer: L.Trainer, in_loop: bool = False) -> None:
         self._trainer = trainer
+        self.in_loop = in_loop
         signal.signal(signal.SIGINT, self.handle)
         signal.signal(signal.SIGTERM, self.handle)
 
     # Lightning installs its SIGTERM handler as each fit, validate or test starts: replace it
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.install(trainer)
+        self.install(trainer, in_loop=True)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.install(trainer)
+        self.install(trainer, in_loop=True)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.in_loop = False
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn != TrainerFn.FITTING:
-            self.install(trainer)
+            self.install(trainer, in_loop=True)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.install(trainer)
+        self.install(trainer, in_loop=True)
 
     # under DDP: where every rank is at the same point
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -90,9 +100,12 @@ class StopRequest(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._agree(trainer)
+        if trainer.state.fn != TrainerFn.FITTING:
+            self.in_loop = False
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._agree(trainer)
+        self.in_loop = False
 
     def _agree(self, trainer: L.Trainer) -> None:
         if trainer.world_size == 1 or not dist.is_initialized():
@@ -122,7 +135,7 @@ def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
         forced = isinstance(stopped, KeyboardInterrupt)
         signum = request.received[0] if request.received else signal.SIGINT if forced else signal.SIGTERM
         if trainer.is_global_zero:
-            log.warning("%s", stop_line(trainer, signum, forced))
+            log.warning("%s", stop_line(trainer, signum, forced, request.in_loop))
         raise Terminated(signum) from None
     finally:
         for signum, handler in previous.items():
@@ -135,8 +148,8 @@ def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
         raise Terminated(request.received[0])
 
 
-def stop_line(trainer: L.Trainer, signum: int, forced: bool) -> str:
-    """Where a run stopped, what it kept, and how to go on."""
+def stop_line(trainer: L.Trainer, signum: int, forced: bool, in_loop: bool = True) -> str:
+    """Where a run stopped, what it kept, and how to go on (``in_loop``: in a fit, validate or test loop)."""
     why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     last = next((c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
     kept = None
@@ -149,6 +162,8 @@ def stop_line(trainer: L.Trainer, signum: int, forced: bool) -> str:
         )
     if kept is None:
         return f"training stopped ({why}) before its first checkpoint; nothing to resume: run the command again"
+    if not in_loop:
+        return f"training stopped ({why}) outside its epochs; {kept} is as it was; resume with {RESUME_HELP}"
     total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
     where = f"in epoch {trainer.current_epoch + 1}/{total} at step {trainer.global_step}"  # from 1, as progress lines
     at = "at once; kept" if forced else f"{where}; saved"
