@@ -206,3 +206,16 @@ def test_a_resumed_epoch_is_timed_in_part_and_left_out_of_the_means(tmp_path, ca
     lines = {int(m[1]): m[0] for m in re.finditer(r"epoch (\d)/3 .*$", caplog.text, re.M)}
     assert "time      - s" in lines[2] and "ETA -" in lines[2], lines[2]  # nothing known yet but a partial epoch
     assert re.search(r"time +\d+\.\d s +\d+\.\d clips/s  ETA 0:00:00$", lines[3]), lines[3]
+
+
+def test_a_stop_in_the_setup_of_a_resumed_run_keeps_its_checkpoint_as_it_was(tmp_path, caplog):
+    """Before the checkpoint is restored the model is untrained: nothing of it may replace last.ckpt."""
+    with pytest.raises(Terminated):
+        fit_and_test(tmp_path, Stop("train", 1, 3, signal.SIGTERM))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    kept = last.read_bytes()
+    with pytest.raises(Terminated) as stop:
+        fit_and_test(tmp_path, Stop("fit", 0, 0, signal.SIGTERM), ckpt_path=last)
+    assert stop.value.status == 143
+    assert last.read_bytes() == kept
+    assert f"training stopped (SIGTERM) outside its epochs; {last} (step 10) is as it was" in caplog.text
