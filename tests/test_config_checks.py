@@ -55,6 +55,44 @@ def test_a_monitor_given_with_its_direction_passes():
     check_config(train_config("callbacks.model_checkpoint.monitor=val/track_f1", "callbacks.model_checkpoint.mode=max"))
 
 
+@pytest.mark.parametrize(
+    ("monitor", "mode", "message"),
+    [("val/acuracy", "min", "monitor=val/acuracy is not a metric a run"), ("val/loss", "sideways", "mode=sideways")],
+)
+def test_the_best_checkpoint_checks_its_monitor_as_it_is_made(tmp_path, monitor, mode, message):
+    """Made directly (a user's own config, a notebook), not only through check_config."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from metalcore.training.config import make
+
+    node = train_config(f"paths.output_dir={tmp_path}").callbacks.model_checkpoint
+    made = make(node)
+    assert made.monitor == "val/loss"
+    plain = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min")  # what runs saved before it
+    assert made.state_key == plain.state_key  # so that their resume restores the best epoch so far
+    with pytest.raises(UserError, match=f"^callbacks.model_checkpoint.{message}"):
+        make(node, monitor=monitor, mode=mode)
+
+
+def test_without_a_logger_the_learning_rate_callback_stays_silent(tmp_path):
+    """Lightning's LearningRateMonitor refuses to start without one; logger=null runs keep the callback."""
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.loggers import CSVLogger
+
+    node = train_config().callbacks.lr_monitor
+    for logger in (False, CSVLogger(tmp_path)):
+        trainer = L.Trainer(
+            max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[instantiate(node)],
+            logger=logger, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(BoringModel())
+    header, *epochs = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert "lr-SGD" in header.split(",") and len(epochs) == 2, (header, epochs)  # one learning rate per epoch
+
+
 def test_a_hop_of_zero_samples_is_refused_not_taken_as_half_the_window():
     """``hop_length=0`` trained with n_fft / 2 while config.yaml recorded 0."""
     from metalcore.models.frontend import MelFrontend

@@ -36,21 +36,14 @@ def imports(path: Path) -> set[str]:
 
 
 def test_each_callback_config_names_the_module_of_the_same_name():
+    """``conf/callbacks/*.yaml`` and ``training/callbacks/*.py`` pair one to one, by name."""
     modules = {p.stem for p in CALLBACKS.glob("*.py")} - {"__init__"}
-    hydra = yaml.safe_load((REPO / "conf" / "hydra" / "default.yaml").read_text())
-    named = {node["_target_"].rsplit(".", 2)[-2] for node in hydra["callbacks"].values()}  # Hydra's own: sweeps
-    for config in sorted((REPO / "conf" / "callbacks").glob("*.yaml")):
-        if config.stem == "default":
-            continue
-        (key, node), *others = yaml.safe_load(config.read_text()).items()
-        assert key == config.stem and not others, config
-        target = node["_target_"]
-        if target.startswith("lightning."):  # Lightning's own class, configured as it is: no module
-            assert config.stem not in modules, config
-        else:
-            assert target.rsplit(".", 1)[0] == f"metalcore.training.callbacks.{config.stem}", config
-            named.add(config.stem)
-    assert named == modules, "a module in training/callbacks/ that no config names, or a config without its module"
+    configs = {p.stem for p in (REPO / "conf" / "callbacks").glob("*.yaml")} - {"default"}
+    assert configs == modules, "a module in training/callbacks/ that no config names, or a config without its module"
+    for name in sorted(configs):
+        (key, node), *others = yaml.safe_load((REPO / "conf" / "callbacks" / f"{name}.yaml").read_text()).items()
+        assert key == name and not others, name
+        assert node["_target_"].rsplit(".", 1)[0] == f"metalcore.training.callbacks.{name}", name
 
 
 def test_evaluation_imports_nothing_from_training():

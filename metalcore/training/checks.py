@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from metalcore.core.errors import UserError
 from metalcore.scoring.metrics import canonical, logged_names
+from metalcore.training.callbacks.model_checkpoint import check_monitor
 
 # scheduler keys that count steps or epochs, with what one unit of them is
 _SCHEDULE_LENGTHS = {"T_max": "epochs in one cosine half-period", "T_0": "epochs in the first restart period"}
@@ -75,19 +76,10 @@ def check_masks(cfg: DictConfig) -> None:
 
 
 def check_checkpoint_monitor(cfg: DictConfig) -> None:
-    """ModelCheckpoint finds a misspelt monitor only after the first epoch, and a bad mode at once, as a traceback."""
+    """The best checkpoint's monitor and mode, checked before decoding rather than when the callback is made."""
     node = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    if not node:
-        return
-    names = [n for n in logged_names() if n.startswith("val/")]
-    monitor, mode = node.get("monitor"), node.get("mode", "min")
-    if monitor is not None and monitor not in names:
-        raise UserError(
-            f"callbacks.model_checkpoint.monitor={monitor} is not a metric a run logs at validation; "
-            f"use one of: {', '.join(names)}"
-        )
-    if mode not in ("min", "max"):
-        raise UserError(f"callbacks.model_checkpoint.mode={mode} must be min or max")
+    if node:
+        check_monitor(node.get("monitor"), node.get("mode", "min"))
 
 
 def check_epochs(cfg: DictConfig) -> None:

@@ -16,7 +16,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -97,7 +96,7 @@ def check_no_augment(augment: Augment | None) -> None:
         )
 
 
-def make_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
+def make_callbacks(cfg: DictConfig) -> list[Callback]:
     """One callback per entry of ``callbacks``; an entry with a ``config`` key receives the run's
     configuration, resolved (passed after instantiation, so its ``_target_`` nodes stay plain data)."""
     used = OmegaConf.to_container(cfg, resolve=True)
@@ -107,8 +106,6 @@ def make_callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
             continue
         factory = make(node, _partial_=True)
         callbacks.append(factory(config=used) if "config" in node else factory())
-    if not with_logger:  # ~logger: nothing to log learning rates to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
 
 
@@ -135,7 +132,7 @@ def train(cfg: DictConfig, prepared: bool = False) -> dict[str, Any]:
     start = resume(cfg)
     datamodule, module = build(cfg, announce=not prepared)
     logger = make(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = make(cfg.trainer, callbacks=make_callbacks(cfg, bool(logger)), logger=logger)
+    trainer: L.Trainer = make(cfg.trainer, callbacks=make_callbacks(cfg), logger=logger)
 
     if start is not None:
         check_weights(start[0], datamodule.classes, module)
