@@ -207,6 +207,33 @@ def test_process_pool_build(tmp_path, library):
         assert_valid(track)
 
 
+def _build_and_load(root: Path, sources: list[Path]) -> tuple[int, int]:
+    """A job's data path with worker processes: decode (a pool of 2), then read clips (2 DataLoader workers)."""
+    from torch.utils.data import DataLoader
+
+    from metalcore.core.processes import loader_workers
+    from metalcore.data.segments import SegmentDataset
+
+    tracks = list(AudioCache(root, SR, 2).build(sources, workers=2).tracks.values())
+    clips = SegmentDataset(
+        paths=np.array([str(t.path) for t in tracks]), frames=np.array([t.frames for t in tracks]),
+        labels=np.zeros(len(tracks), dtype=np.int64), channels=2, length=SR // 4,
+    )  # fmt: skip
+    workers, context = loader_workers(2)
+    keys = [(track, 0) for track in range(len(tracks))]  # each track's first clip
+    loaded = DataLoader(clips, batch_size=1, sampler=keys, num_workers=workers, multiprocessing_context=context)
+    return len(tracks), sum(len(batch[0]) for batch in loaded)
+
+
+def test_a_job_of_a_joblib_sweep_decodes_and_loads_its_library(tmp_path, library):
+    """hydra/launcher=joblib runs each job in a loky worker, where the decoding pool and the DataLoader's
+    workers died at their first task ("cannot find context for 'loky'")."""
+    from joblib import Parallel, delayed
+
+    (outcome,) = Parallel(n_jobs=2, backend="loky")(delayed(_build_and_load)(tmp_path / "cache", library) for _ in [0])
+    assert outcome == (len(library), len(library))
+
+
 def test_old_temp_files_are_removed(tmp_path, library):
     cache = AudioCache(tmp_path / "cache", SR, 2)
     cache.folder.mkdir(parents=True)

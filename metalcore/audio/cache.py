@@ -38,6 +38,7 @@ from tqdm import tqdm
 from metalcore.audio.decode import DecodeError, audible, read_tags, require_regular
 from metalcore.core.errors import Interrupted, UserError
 from metalcore.core.files import atomic_file, write_csv, write_json
+from metalcore.core.processes import can_spawn
 
 FORMAT_VERSION = 1  # bump when the decoded samples would change (resampler, down-mix, layout)
 STALE_TEMP_SECONDS = 3600  # temp files this old belong to dead writers
@@ -226,7 +227,8 @@ class AudioCache:
 
         Cached sources are only looked up, files that failed before (same content, same PyAV) are
         reported again without a retry; the rest are decoded in-process (``workers=1``) or in a
-        process pool (``workers=0`` means one per CPU). Results are keyed by the paths as given.
+        process pool (``workers=0`` means one per CPU; in-process where this process cannot start one,
+        see ``metalcore.core.processes``). Results are keyed by the paths as given.
         """
         self._remove_stale_temps()
         unique = list(dict.fromkeys(Path(s) for s in sources))
@@ -239,7 +241,7 @@ class AudioCache:
             elif reason := self.remembered_failure(source):
                 reasons[source] = reason
         pending = [source for source in unique if source not in found and source not in reasons]
-        workers = min(workers or os.cpu_count() or 1, len(pending))
+        workers = min(workers or os.cpu_count() or 1, len(pending)) if can_spawn() else 1
         args = [(self.root, self.sample_rate, self.channels, source) for source in pending]
         pool = (
             ProcessPoolExecutor(

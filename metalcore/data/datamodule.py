@@ -24,6 +24,7 @@ from metalcore.audio.cache import AudioCache, BuildResult, CachedTrack, write_sk
 from metalcore.audio.pcm import to_float
 from metalcore.core.errors import UserError
 from metalcore.core.files import make_folder, write_csv
+from metalcore.core.processes import loader_workers
 from metalcore.data.catalogue import scan, unreadable_folders
 from metalcore.data.conflicts import one_label_each
 from metalcore.data.demo import DemoSet
@@ -300,12 +301,14 @@ class MusicDataModule(MidEpochResume):
             return DataLoader(self.held[split], sampler=batches, batch_size=None, num_workers=0)
         if world > 1:  # DDP: each rank reads its share
             sampler = Shard(sampler, rank, world, even=split == "train")
+        workers, context = loader_workers(self.num_workers)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            multiprocessing_context=context,
+            persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )
