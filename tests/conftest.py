@@ -176,3 +176,12 @@ def calibrated_checkpoint(trained_run: Path, tmp_path_factory) -> Path:
     calibration = read_metrics(trained_run)["calibration"]
     store_temperature(copy, {**calibration, "temperature": CALIBRATED_TEMPERATURE})
     return copy
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Captured output keeps file names that are not UTF-8 (the tests of such names print them) as
+    escapes, so that a parallel worker (pytest -n) can send its report back."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode()) for title, text in report.sections]
