@@ -164,15 +164,30 @@ def test_every_held_out_clip_is_scored_by_exactly_one_rank_when_the_count_is_odd
 def test_readme_ddp_line_finishes_with_the_progress_bar_on(tmp_path: Path, cache_dir: Path, demo_root: Path):
     """Rank 0's progress bar reads the epoch's metrics before the module's epoch-end hook, the other
     rank (no bar) after it: any cross-rank sync hidden in that read deadlocked here after epoch 1.
-    The output goes to a file, so Lightning's (rich) bar is forced: it is the one that reads them."""
+    The output goes to a file, so Lightning's (rich) bar is forced: it is the one that reads them.
+    The library holds a file that cannot be decoded: it is reported once, not once per process."""
+    library = tmp_path / "library"
+    for genre in ("hardcore", "metal"):  # links to the cached demo tracks: nothing decoded
+        (library / genre).mkdir(parents=True)
+        for track in sorted((demo_root / genre).iterdir()):
+            (library / genre / track.name).symlink_to(track)
+    (library / "metal" / "broken.mp3").write_bytes(b"ID3" + bytes(2000))
     run_dir = tmp_path / "ddp"
     overrides = ddp_overrides(
-        cache_dir, "trainer.max_epochs=2", "callbacks.progress_bar.interactive=true", f"hydra.run.dir={run_dir}"
+        cache_dir,
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.interactive=true",
+        f"data.root={library}",
+        "~data.demo",
+        f"hydra.run.dir={run_dir}",
     )
     status, output = run_ranks([sys.executable, "-m", "metalcore.train", *overrides])
     assert status == 0, output[-3000:]
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
     assert_one_set_of_outputs(run_dir, epochs=2)
+    skipped = f"skipped {library / 'metal' / 'broken.mp3'}: "
+    assert output.count(skipped) == 1, output[-3000:]  # three times: the parent, rank 0 and rank 1
+    assert (run_dir / "train.log").read_text().count(skipped) == 1
 
 
 def _rank_that_misses_a_collective() -> None:
