@@ -12,15 +12,23 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from omegaconf import DictConfig
 
 from metalcore.data.demo import DemoSet
 from metalcore.uncertainty.calibration import store_temperature
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one core per worker, for its commands too
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 # every score metrics.json holds per clip and per track (and evaluate writes)
 METRICS = {
     "acc",
@@ -88,10 +96,26 @@ def run_module(
     )
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None] | None = None) -> Path:
+    """A session fixture's folder, made by ``make`` once per test run: with ``pytest -n`` the first worker
+    that asks makes it and the others wait for it and share it, as they share the cache."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            if make is not None:
+                make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """A decoded-audio cache shared by every test, as sweeps share one on a real machine."""
-    return tmp_path_factory.mktemp("cache")
+    return made_once(tmp_path_factory, "cache")
 
 
 @pytest.fixture(scope="session")
@@ -104,10 +128,12 @@ def demo_root(cache_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> Path:
     """One real ``python -m metalcore.train`` on the tiny set; its run folder."""
-    run_dir = tmp_path_factory.mktemp("trained")
-    result = run_module("metalcore.train", *tiny_overrides(cache_dir, f"hydra.run.dir={run_dir}"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+
+    def train(run_dir: Path) -> None:
+        result = run_module("metalcore.train", *tiny_overrides(cache_dir, f"hydra.run.dir={run_dir}"))
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "trained", train)
 
 
 def redirected(args: list[str], log: Path, cwd: Path = REPO) -> int:
@@ -128,16 +154,19 @@ def logged_run(tmp_path_factory, cache_dir: Path, demo_root: Path) -> tuple[Path
     learns), so the checkpoint it tests, calibrates and exports is not its last epoch, as in a real run
     that overfits; the session's ``trained_run`` keeps improving to its end.
     """
-    folder = tmp_path_factory.mktemp("logged")
-    overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("trainer.enable_progress_bar")]
-    args = [
-        *overrides,
-        "trainer.max_epochs=2",
-        "callbacks.progress_bar.every_seconds=0",
-        "callbacks.model_checkpoint.mode=max",
-        f"hydra.run.dir={folder}",
-    ]
-    assert redirected(args, folder / "console.txt") == 0, (folder / "console.txt").read_text()[-3000:]
+
+    def train(folder: Path) -> None:
+        overrides = [o for o in tiny_overrides(cache_dir) if not o.startswith("trainer.enable_progress_bar")]
+        args = [
+            *overrides,
+            "trainer.max_epochs=2",
+            "callbacks.progress_bar.every_seconds=0",
+            "callbacks.model_checkpoint.mode=max",
+            f"hydra.run.dir={folder}",
+        ]
+        assert redirected(args, folder / "console.txt") == 0, (folder / "console.txt").read_text()[-3000:]
+
+    folder = made_once(tmp_path_factory, "logged", train)
     return folder, (folder / "console.txt").read_text()
 
 
@@ -151,8 +180,9 @@ def musicnn_cache(cache_dir) -> Path:
     (``pip download`` from the configured index, as on a user's first run)."""
     from metalcore.models.musicnn import BACKBONES, load_musicnn
 
-    for backbone in BACKBONES:
-        load_musicnn(backbone, cache_dir)
+    with FileLock(f"{cache_dir}.musicnn.lock"):  # pytest -n: one worker fetches, the others read
+        for backbone in BACKBONES:
+            load_musicnn(backbone, cache_dir)
     return cache_dir
 
 
