@@ -308,7 +308,7 @@ def test_compile_cnn_compiles_only_the_conv_stack_and_keeps_checkpoint_names():
 def test_one_track_pools_into_one_row():
     """A held-out batch can hold clips of a single track (60 segments per track, batches of 16)."""
     from metalcore.scoring.metrics import classification_metrics
-    from metalcore.scoring.pooling import TrackPooling, pooled_tracks
+    from metalcore.scoring.pooling_metric import TrackPooling, pooled_tracks
 
     pooling = TrackPooling()
     pooling.update(

@@ -11,7 +11,8 @@ import torch
 from metalcore.evaluation.paired import compare, mcnemar_exact
 from metalcore.inference.tracks import TrackPrediction
 from metalcore.scoring.metrics import classification_metrics
-from metalcore.scoring.pooling import TrackPooling, pool_tracks, pooled_clips, pooled_tracks
+from metalcore.scoring.pooling import pool_tracks
+from metalcore.scoring.pooling_metric import TrackPooling, pooled_clips, pooled_tracks
 from metalcore.uncertainty import trust
 from metalcore.uncertainty.bootstrap import track_intervals, weighted_scores
 from metalcore.uncertainty.calibration import ece, fit_temperature, temper, track_nll

@@ -34,7 +34,7 @@ from metalcore.models.augment import Augment
 from metalcore.models.base import Network
 from metalcore.models.weights import record_digest
 from metalcore.scoring.metrics import classification_metrics
-from metalcore.scoring.pooling import TrackPooling, pooled_clips, pooled_tracks
+from metalcore.scoring.pooling_metric import TrackPooling, pooled_clips, pooled_tracks
 from metalcore.uncertainty import trust
 
 HELD_OUT = ("val", "test")
