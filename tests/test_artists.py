@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_module, train_config
+from conftest import run_report, train_config
 
 from metalcore.audio.decode import decode
 from metalcore.core.errors import UserError
@@ -165,13 +165,13 @@ def test_gap_table_gives_each_configurations_gap_with_an_interval_over_seeds(eff
     assert "| strong | 3 | 0.9000 | 0.8000 | +0.100 [+0.100, +0.100] | -0.300 [-0.424, -0.176] |" in table
 
 
-def test_report_prints_the_gap_with_one_flag(effect_sweep: Path):
-    result = run_module("metalcore.report", str(effect_sweep), "--gap")
+def test_report_prints_the_gap_with_one_flag(effect_sweep: Path, capsys):
+    result = run_report(capsys, str(effect_sweep), "--gap")
     assert result.returncode == 0, result.stderr
     assert (
         "## Gap: test.track.acc with data.split.group_by=track minus with data.split.group_by=artist" in result.stdout
     )
-    bad = run_module("metalcore.report", str(effect_sweep), "--gap", "data.split.group_by")
+    bad = run_report(capsys, str(effect_sweep), "--gap", "data.split.group_by")
     assert bad.returncode == 2 and "KEY=SEEN,UNSEEN" in bad.stderr
 
 

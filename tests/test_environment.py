@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, read_metrics, run_module
+from conftest import REPO, read_metrics, run_report
 
 from metalcore import doctor
 from metalcore.core import health
@@ -185,7 +185,7 @@ def test_a_checkpoint_from_another_pair_says_so_and_still_loads(trained_run: Pat
     assert pair_changed({}, None) is None  # checkpoints older than the record claim nothing
 
 
-def test_report_says_when_jobs_ran_under_different_environments(tmp_path):
+def test_report_says_when_jobs_ran_under_different_environments(tmp_path, capsys):
     from test_report import make_job, write_multirun
 
     sweep = tmp_path / "sweep"
@@ -196,7 +196,7 @@ def test_report_says_when_jobs_ran_under_different_environments(tmp_path):
         metrics = json.loads((job / "metrics.json").read_text())
         metrics["environment"] = {**environment(), "torch": torch_version}
         (job / "metrics.json").write_text(json.dumps(metrics))
-    result = run_module("metalcore.report", str(sweep))
+    result = run_report(capsys, str(sweep))
     assert result.returncode == 0, result.stderr
     assert "different environments" in result.stdout
     assert "- torch: 2.11.0 (1: 0); 2.10.0 (1: 1)" in result.stdout

@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import redirected, run_module, tiny_overrides
+from conftest import redirected, run_report, tiny_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -115,11 +115,11 @@ def test_a_sweep_says_which_job_runs_and_how_long_the_rest_takes(logged_sweep):
     assert "job 2 of 2 started" in (folder / "1" / "train.log").read_text()
 
 
-def test_the_report_shows_each_jobs_wall_time_and_seconds_per_epoch(logged_sweep):
+def test_the_report_shows_each_jobs_wall_time_and_seconds_per_epoch(logged_sweep, capsys):
     folder, _ = logged_sweep
-    report = run_module("metalcore.report", str(folder), "--per-job")
-    assert report.returncode == 0, report.stderr[-3000:]
-    lines = report.stdout.splitlines()
+    result = run_report(capsys, str(folder), "--per-job")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     header, _, *rows = lines[start:end]  # the first table: the paired comparisons follow it

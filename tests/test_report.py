@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_module
+from conftest import run_report
 
 from metalcore.evaluation import sweep as report
 from metalcore.report import main as report_command
@@ -121,10 +121,10 @@ def test_per_job_rows_and_plot(seeded_sweep: Path, tmp_path: Path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_unknown_metric_and_empty_folder_are_one_line_errors(seeded_sweep: Path, tmp_path: Path):
-    result = run_module("metalcore.report", str(seeded_sweep), "--metric", "test.track.nope")
+def test_unknown_metric_and_empty_folder_are_one_line_errors(seeded_sweep: Path, tmp_path: Path, capsys):
+    result = run_report(capsys, str(seeded_sweep), "--metric", "test.track.nope")
     assert result.returncode != 0 and "test.track.nope is not in any metrics.json" in result.stderr
     assert "Traceback" not in result.stderr
     (tmp_path / "empty").mkdir()
-    result = run_module("metalcore.report", str(tmp_path / "empty"))
+    result = run_report(capsys, str(tmp_path / "empty"))
     assert result.returncode != 0 and "no Hydra job folders" in result.stderr

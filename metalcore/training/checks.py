@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 
 from metalcore.core.errors import UserError
 from metalcore.scoring.metrics import canonical, logged_names
-from metalcore.training.callbacks.model_checkpoint import check_monitor
 
 # scheduler keys that count steps or epochs, with what one unit of them is
 _SCHEDULE_LENGTHS = {"T_max": "epochs in one cosine half-period", "T_0": "epochs in the first restart period"}
@@ -73,6 +72,18 @@ def check_masks(cfg: DictConfig) -> None:
                 f"augment.spectrogram.{name}.freq_mask={width} is wider than the {n_mels} Mel bands "
                 f"(features.n_mels); use 0 to {n_mels}"
             )
+
+
+def check_monitor(monitor: str | None, mode: str) -> None:
+    """``monitor`` is a metric a run logs at validation (or None: the latest epoch), ``mode`` min or max."""
+    names = [n for n in logged_names() if n.startswith("val/")]
+    if monitor is not None and monitor not in names:
+        raise UserError(
+            f"callbacks.model_checkpoint.monitor={monitor} is not a metric a run logs at validation; "
+            f"use one of: {', '.join(names)}"
+        )
+    if mode not in ("min", "max"):
+        raise UserError(f"callbacks.model_checkpoint.mode={mode} must be min or max")
 
 
 def check_checkpoint_monitor(cfg: DictConfig) -> None:

@@ -3,7 +3,8 @@ evaluated and exported.
 
 Lightning's ``ModelCheckpoint`` finds a misspelt monitor only when the first epoch ends, and a bad
 mode as a traceback. ``BestCheckpoint`` checks both against the metrics a run logs at validation as
-it is made, and ``metalcore.training.checks`` runs the same check before any data is decoded.
+it is made, with ``metalcore.training.checks.check_monitor``, which a run also calls before any data
+is decoded (without importing Lightning: ``prepare`` runs it too).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from metalcore.core.errors import UserError
-from metalcore.scoring.metrics import logged_names
+from metalcore.training.checks import check_monitor
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -47,15 +47,3 @@ class BestCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         """Lightning's key for a ModelCheckpoint's state: checkpoints saved before this class resume their best."""
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
-
-
-def check_monitor(monitor: str | None, mode: str) -> None:
-    """``monitor`` is a metric a run logs at validation (or None: the latest epoch), ``mode`` min or max."""
-    names = [n for n in logged_names() if n.startswith("val/")]
-    if monitor is not None and monitor not in names:
-        raise UserError(
-            f"callbacks.model_checkpoint.monitor={monitor} is not a metric a run logs at validation; "
-            f"use one of: {', '.join(names)}"
-        )
-    if mode not in ("min", "max"):
-        raise UserError(f"callbacks.model_checkpoint.mode={mode} must be min or max")
