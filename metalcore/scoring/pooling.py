@@ -3,7 +3,7 @@
 Training's track-level validation and test scores, the bootstrap, the temperature fit, ``evaluate``
 and ``predict`` all pool through ``mean_per_track``; ``pool_tracks`` is its NumPy face and
 ``metalcore.scoring.pooling_metric.TrackPooling`` gathers the clips of every process under DDP
-before pooling them (apart, so that predict and evaluate start without torchmetrics).
+before pooling them (apart, so that predict starts without torchmetrics).
 """
 
 from __future__ import annotations
