@@ -82,19 +82,6 @@ def tiny_overrides(cache_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def run_report(capsys, *args: str) -> subprocess.CompletedProcess:
-    """``python -m metalcore.report args...`` in this process (an interpreter's start-up costs seconds):
-    its exit status and output, as ``run_module`` gives them. One test runs the real command."""
-    from metalcore.report import main
-
-    try:
-        status = main(list(args))
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["metalcore.report", *args], status or 0, out, err)
-
-
 def run_module(
     module: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_report, train_config
+from conftest import train_config
 
 from metalcore.audio.decode import decode
 from metalcore.core.errors import UserError
@@ -19,6 +19,7 @@ from metalcore.data.segments import RandomCrops
 from metalcore.data.split import Split
 from metalcore.evaluation import artist_gap
 from metalcore.evaluation.sweep import load
+from metalcore.report import main as report_command
 
 SR = 16000
 
@@ -166,13 +167,12 @@ def test_gap_table_gives_each_configurations_gap_with_an_interval_over_seeds(eff
 
 
 def test_report_prints_the_gap_with_one_flag(effect_sweep: Path, capsys):
-    result = run_report(capsys, str(effect_sweep), "--gap")
-    assert result.returncode == 0, result.stderr
-    assert (
-        "## Gap: test.track.acc with data.split.group_by=track minus with data.split.group_by=artist" in result.stdout
-    )
-    bad = run_report(capsys, str(effect_sweep), "--gap", "data.split.group_by")
-    assert bad.returncode == 2 and "KEY=SEEN,UNSEEN" in bad.stderr
+    assert report_command([str(effect_sweep), "--gap"]) == 0
+    out = capsys.readouterr().out
+    assert "## Gap: test.track.acc with data.split.group_by=track minus with data.split.group_by=artist" in out
+    with pytest.raises(SystemExit) as stop:
+        report_command([str(effect_sweep), "--gap", "data.split.group_by"])
+    assert stop.value.code == 2 and "KEY=SEEN,UNSEEN" in capsys.readouterr().err
 
 
 def test_artist_effect_sweeps_grouping_augmentation_and_sampling_over_seeds():

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, read_metrics, run_report
+from conftest import REPO, read_metrics
 
 from metalcore import doctor
 from metalcore.core import health
 from metalcore.core.environment import DISTRIBUTIONS, environment, pair_changed, spread, version
 from metalcore.inference.checkpoint import Classifier
+from metalcore.report import main as report_command
 
 RECORDED = {
     "python",
@@ -196,9 +197,9 @@ def test_report_says_when_jobs_ran_under_different_environments(tmp_path, capsys
         metrics = json.loads((job / "metrics.json").read_text())
         metrics["environment"] = {**environment(), "torch": torch_version}
         (job / "metrics.json").write_text(json.dumps(metrics))
-    result = run_report(capsys, str(sweep))
-    assert result.returncode == 0, result.stderr
-    assert "different environments" in result.stdout
-    assert "- torch: 2.11.0 (1: 0); 2.10.0 (1: 1)" in result.stdout
+    assert report_command([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "different environments" in out
+    assert "- torch: 2.11.0 (1: 0); 2.10.0 (1: 1)" in out
     same = {"a": environment(), "b": environment()}
     assert spread(same) == []

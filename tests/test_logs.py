@@ -16,10 +16,11 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import redirected, run_report, tiny_overrides
+from conftest import redirected, tiny_overrides
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from metalcore.report import main as report_command
 from metalcore.training.callbacks.epoch_line import EpochLine
 from metalcore.training.callbacks.progress_bar import PlainProgress, progress_bar
 from metalcore.training.callbacks.timings import Timings
@@ -117,9 +118,8 @@ def test_a_sweep_says_which_job_runs_and_how_long_the_rest_takes(logged_sweep):
 
 def test_the_report_shows_each_jobs_wall_time_and_seconds_per_epoch(logged_sweep, capsys):
     folder, _ = logged_sweep
-    result = run_report(capsys, str(folder), "--per-job")
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    assert report_command([str(folder), "--per-job"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     header, _, *rows = lines[start:end]  # the first table: the paired comparisons follow it

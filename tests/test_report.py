@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_report
 
 from metalcore.evaluation import sweep as report
 from metalcore.report import main as report_command
@@ -122,9 +121,12 @@ def test_per_job_rows_and_plot(seeded_sweep: Path, tmp_path: Path):
 
 
 def test_unknown_metric_and_empty_folder_are_one_line_errors(seeded_sweep: Path, tmp_path: Path, capsys):
-    result = run_report(capsys, str(seeded_sweep), "--metric", "test.track.nope")
-    assert result.returncode != 0 and "test.track.nope is not in any metrics.json" in result.stderr
-    assert "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as stop:
+        report_command([str(seeded_sweep), "--metric", "test.track.nope"])
+    err = capsys.readouterr().err
+    assert stop.value.code != 0 and "test.track.nope is not in any metrics.json" in err
+    assert "Traceback" not in err
     (tmp_path / "empty").mkdir()
-    result = run_report(capsys, str(tmp_path / "empty"))
-    assert result.returncode != 0 and "no Hydra job folders" in result.stderr
+    with pytest.raises(SystemExit) as stop:
+        report_command([str(tmp_path / "empty")])
+    assert stop.value.code != 0 and "no Hydra job folders" in capsys.readouterr().err
